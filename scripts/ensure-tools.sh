@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the host tools the suites need, when missing: promtool and amtool (Debian's Prometheus
+# 2.42 and Alertmanager 0.25, the oldest versions the configs must load on) and debootstrap (for the
+# offline base image). Idempotent; needs root on a Debian host.
+set -euo pipefail
+
+missing=()
+command -v promtool >/dev/null || missing+=(prometheus)
+command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
+command -v debootstrap >/dev/null || missing+=(debootstrap)
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "ensure-tools: promtool, amtool and debootstrap present"
+  exit 0
+fi
+[ "$(id -u)" = 0 ] || { echo "ensure-tools: installing ${missing[*]} needs root" >&2; exit 1; }
+echo "ensure-tools: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# policy-rc.d keeps the packages' own services from starting: the suites run their own.
+printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,83 @@
+"""Settings come only from the environment; bad ones stop the start naming variable and value."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from probe.settings import ProbeSettings, SettingsError
+
+
+def test_defaults_are_the_contract():
+    settings = ProbeSettings.from_env({})
+    assert settings.prom_timeout_ms == 1500
+    assert settings.prom_retries == 2
+    assert settings.prom_backoff_ms == 100
+    assert settings.window_minutes == 5
+    assert settings.window == "5m"
+    assert settings.skew_threshold == 4
+    assert settings.min_consumers == 2
+    assert settings.consumer_group == "crm-events-sse"
+    assert settings.probe_port == 9011
+    assert settings.evaluation_budget_s == pytest.approx(3.1)
+
+
+def test_environment_sets_every_field():
+    settings = ProbeSettings.from_env(
+        {
+            "PROM_URL": "http://prom.internal:9090/",
+            "PROM_TIMEOUT_MS": "800",
+            "PROM_RETRIES": "3",
+            "WINDOW_MINUTES": "0.3333333333",
+            "SKEW_THRESHOLD": "2.5",
+            "MIN_CONSUMERS": "3",
+            "CONSUMER_GROUP": "crm-events-sse.v2",
+            "PROBE_PORT": "19011",
+            "CACHE_TTL_SECONDS": "1",
+        }
+    )
+    assert settings.prom_timeout_ms == 800
+    assert settings.window == "20s"
+    assert settings.skew_threshold == 2.5
+    assert settings.queries["consumer_count"] == (
+        'max_over_time(kafka:group_consumer_count{consumergroup="crm-events-sse.v2"}[20s])'
+    )
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("PROM_TIMEOUT_MS", "abc"),
+        ("PROM_TIMEOUT_MS", "0"),
+        ("PROM_RETRIES", "0"),
+        ("WINDOW_MINUTES", "-1"),
+        ("WINDOW_MINUTES", "nan"),
+        ("WINDOW_MINUTES", "0.001"),
+        ("SKEW_THRESHOLD", "inf"),
+        ("MIN_CONSUMERS", "two"),
+        ("PROBE_PORT", "70000"),
+        ("PROM_URL", "prometheus:9090"),
+        ("CONSUMER_GROUP", 'crm"} or vector(1) #'),
+        ("CONSUMER_GROUP", ""),
+        ("SKEW_QUERY", "max(kafka:group_skew_ratio{consumergroup=\"$group\"}[$range])"),
+        ("CONSUMERS_QUERY", "kafka:group_consumer_count"),
+        ("LOG_LEVEL", "chatty"),
+    ],
+)
+def test_bad_setting_is_rejected_naming_variable_and_value(variable, value):
+    with pytest.raises(SettingsError) as raised:
+        ProbeSettings.from_env({variable: value})
+    assert f"{variable}={value}" in str(raised.value)
+
+
+def test_python_m_probe_refuses_to_start_with_a_bad_setting():
+    environment = os.environ | {"PROM_TIMEOUT_MS": "abc", "PROBE_PORT": "19999"}
+    result = subprocess.run(
+        [sys.executable, "-m", "probe"], env=environment, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert "PROM_TIMEOUT_MS=abc" in result.stderr
+    assert "Traceback" not in result.stderr
