@@ -1,0 +1,201 @@
+"""Consume, process (with a delay drills can set), commit, record: one message at a time.
+
+At-least-once: the offset of a message is committed only after it was processed, so a crash
+between the two replays the message instead of losing it. Every processed message is logged as
+one JSON line with its id, which is how the drills count deliveries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from dataclasses import dataclass
+
+import waitress
+from confluent_kafka import Consumer, KafkaError, Message
+from flask import Flask, Response, jsonify, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    disable_created_metrics,
+    generate_latest,
+)
+
+from probe.logs import configure_logging
+
+log = logging.getLogger("consumer")
+disable_created_metrics()
+
+
+@dataclass(frozen=True)
+class ConsumerSettings:
+    bootstrap_servers: str
+    group: str
+    topic: str
+    metrics_port: int
+    processing_delay_ms: int
+    instance: str
+
+    @classmethod
+    def from_env(cls) -> ConsumerSettings:
+        return cls(
+            bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "kafka:19092"),
+            group=os.environ.get("CONSUMER_GROUP", "crm-events-sse"),
+            topic=os.environ.get("TOPIC", "crm.events"),
+            metrics_port=int(os.environ.get("METRICS_PORT", "9400")),
+            processing_delay_ms=int(os.environ.get("PROCESSING_DELAY_MS", "0")),
+            instance=os.environ.get("INSTANCE", socket.gethostname()),
+        )
+
+
+class ConsumerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["topic", "partition"]
+        self.processed = Counter(
+            "crm_events_consumer_messages_processed", "Messages processed and committed.",
+            labels, registry=self.registry,
+        )
+        self.bytes = Counter(
+            "crm_events_consumer_bytes_processed", "Bytes of message values processed.",
+            labels, registry=self.registry,
+        )
+        self.last_processed = Gauge(
+            "crm_events_consumer_last_processed_timestamp_seconds",
+            "Unix time the last message of a partition was processed.",
+            labels, registry=self.registry,
+        )
+        self.delay = Gauge(
+            "crm_events_consumer_processing_delay_seconds",
+            "Processing delay applied to every message.", registry=self.registry,
+        )
+        self.assigned = Gauge(
+            "crm_events_consumer_assigned_partitions", "Partitions assigned to this consumer.",
+            registry=self.registry,
+        )
+
+
+class CrmEventsConsumer:
+    def __init__(self, settings: ConsumerSettings) -> None:
+        self.settings = settings
+        self.metrics = ConsumerMetrics()
+        self.stopping = threading.Event()
+        self._delay_s = settings.processing_delay_ms / 1000
+        self.metrics.delay.set(self._delay_s)
+        self._kafka = Consumer(
+            {
+                "bootstrap.servers": settings.bootstrap_servers,
+                "group.id": settings.group,
+                "group.protocol": "classic",
+                "client.id": settings.instance,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": 10_000,
+                "heartbeat.interval.ms": 1_000,
+            }
+        )
+
+    @property
+    def delay_ms(self) -> int:
+        return round(self._delay_s * 1000)
+
+    @delay_ms.setter
+    def delay_ms(self, value: int) -> None:
+        self._delay_s = value / 1000
+        self.metrics.delay.set(self._delay_s)
+        log.info("processing delay set", extra={"event": "delay", "delay_ms": value})
+
+    def run(self) -> None:
+        self._kafka.subscribe(
+            [self.settings.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+        )
+        log.info("consuming", extra={"event": "start", "topic": self.settings.topic})
+        try:
+            while not self.stopping.is_set():
+                message = self._kafka.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error:
+                    if error.code() != KafkaError._PARTITION_EOF:
+                        log.warning("consume error", extra={"event": "kafka_error", "error": str(error)})
+                    continue
+                self._process(message)
+        finally:
+            # close() leaves the group at once, so the others rebalance without waiting for the
+            # session timeout. Offsets are already committed message by message.
+            self._kafka.close()
+            log.info("left the group", extra={"event": "stop"})
+
+    def _process(self, message: Message) -> None:
+        if self._delay_s:
+            self.stopping.wait(self._delay_s)
+        self._kafka.commit(message=message, asynchronous=False)
+        topic, partition = message.topic() or "", str(message.partition())
+        value = message.value() or b""
+        self.metrics.processed.labels(topic, partition).inc()
+        self.metrics.bytes.labels(topic, partition).inc(len(value))
+        self.metrics.last_processed.labels(topic, partition).set(time.time())
+        headers = dict(message.headers() or [])
+        message_id = headers.get("id", b"").decode() if headers.get("id") else None
+        log.info(
+            "processed",
+            extra={
+                "event": "processed",
+                "id": message_id,
+                "partition": message.partition(),
+                "offset": message.offset(),
+            },
+        )
+
+    def _on_assign(self, consumer: Consumer, partitions: list) -> None:
+        self.metrics.assigned.set(len(partitions))
+        log.info("assigned", extra={"event": "assigned", "partitions": [p.partition for p in partitions]})
+
+    def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
+        self.metrics.assigned.set(0)
+        log.info("revoked", extra={"event": "revoked", "partitions": [p.partition for p in partitions]})
+
+
+def control_app(consumer: CrmEventsConsumer) -> Flask:
+    """/metrics for Prometheus, /control for drills to read and set the processing delay."""
+    app = Flask("consumer")
+
+    @app.get("/metrics")
+    def metrics() -> Response:
+        return Response(generate_latest(consumer.metrics.registry), mimetype=CONTENT_TYPE_LATEST)
+
+    @app.get("/control")
+    def read_control() -> Response:
+        return jsonify(processing_delay_ms=consumer.delay_ms, instance=consumer.settings.instance)
+
+    @app.put("/control")
+    def write_control() -> tuple[Response, int]:
+        body = request.get_json(silent=True) or {}
+        delay = body.get("processing_delay_ms")
+        if not isinstance(delay, int) or not 0 <= delay <= 60_000:
+            return jsonify(error="processing_delay_ms must be an integer from 0 to 60000"), 400
+        consumer.delay_ms = delay
+        return jsonify(processing_delay_ms=consumer.delay_ms), 200
+
+    return app
+
+
+def main() -> int:
+    configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
+    settings = ConsumerSettings.from_env()
+    consumer = CrmEventsConsumer(settings)
+    signal.signal(signal.SIGTERM, lambda *_: consumer.stopping.set())
+    signal.signal(signal.SIGINT, lambda *_: consumer.stopping.set())
+    server = waitress.create_server(
+        control_app(consumer), host="0.0.0.0", port=settings.metrics_port, threads=2
+    )
+    threading.Thread(target=server.run, daemon=True, name="metrics").start()
+    consumer.run()
+    return 0

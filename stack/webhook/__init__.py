@@ -1,0 +1,1 @@
+"""A webhook receiver that records what Alertmanager delivers, for tests to read back."""
