@@ -85,7 +85,8 @@ def ready() -> tuple[Response, int]:
                         "message": "evaluation did not finish within its time budget"}],
         }
         return jsonify(body), 500
-    return jsonify(evaluation.to_json()), 200 if evaluation.ready else 500
+    status_code = 200 if evaluation.ready else 500
+    return Response(evaluation.body, status=status_code, mimetype="application/json"), status_code
 
 
 @endpoints.get("/status")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from datetime import UTC, datetime
 
 from probe.prometheus import PrometheusClient, QueryError, Sample
@@ -49,6 +51,12 @@ class Evaluation:
     @property
     def failed(self) -> list[CheckResult]:
         return [check for check in self.checks if not check.passed]
+
+    @cached_property
+    def body(self) -> bytes:
+        """The /ready answer, serialised once per evaluation: callers served from the cache
+        cost a lookup, not a JSON encoding."""
+        return json.dumps(self.to_json()).encode()
 
     def to_json(self) -> dict[str, object]:
         return {

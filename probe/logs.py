@@ -30,3 +30,5 @@ def configure_logging(level: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # waitress warns at every queued request under load; queueing is not an error here.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)

@@ -1,0 +1,151 @@
+"""Options, fixtures and hooks shared by the acceptance suite and the drills.
+
+The stack is started once per run (session fixture) and removed at the end, also after a failure
+or Ctrl-C. Tests that change it restore it, and start from a verified steady state.
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+
+import pytest
+
+from harness.settings import OPTIONS, HarnessSettings, HarnessSettingsError, resolve
+from harness.testcontainers_setup import configure_testcontainers
+
+configure_testcontainers()
+
+# Imported after the testcontainers configuration above, which those modules read.
+from harness.clients import (  # noqa: E402
+    AlertmanagerApi,
+    ProbeClient,
+    PrometheusApi,
+    WebhookClient,
+)
+from harness.stack import ContainerStack, Endpoints, ExternalStack, Stack  # noqa: E402
+from harness.steady import SteadyState, wait_for_steady_state  # noqa: E402
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("crm-cert", "CRM events stack certification")
+    for option in OPTIONS:
+        if option.is_flag:
+            group.addoption(option.flag, action="store_true", default=False, help=option.help)
+        elif option.repeatable:
+            group.addoption(option.flag, action="append", default=[], help=option.help)
+        else:
+            group.addoption(option.flag, default=None, help=f"{option.help} [env {option.env}]")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "containers_only: needs the stack this run started (skipped in external mode)"
+    )
+    config.addinivalue_line(
+        "markers", "destructive: breaks part of the stack; external mode needs --allow-destructive"
+    )
+    try:
+        config.stash[SETTINGS] = resolve(config.getoption)
+    except HarnessSettingsError as error:
+        raise pytest.UsageError(str(error)) from None
+    # `docker stop`/CI cancellation sends SIGTERM: turn it into the same clean teardown as Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+SETTINGS = pytest.StashKey[HarnessSettings]()
+STACK = pytest.StashKey[Stack]()
+
+
+@pytest.fixture(scope="session")
+def settings(request: pytest.FixtureRequest) -> HarnessSettings:
+    """The harness settings of this run (options, then environment, then defaults)."""
+    return request.config.stash[SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def stack(request: pytest.FixtureRequest, settings: HarnessSettings) -> Iterator[Stack]:
+    """The stack under certification, ready: started here, or the external deployment."""
+    if settings.stack == "external":
+        assert settings.external is not None
+        endpoints = Endpoints(**vars(settings.external))
+        yield ExternalStack(
+            endpoints, settings.time_scale, settings.allow_destructive, settings.fault_commands
+        )
+        return
+    from harness.images import ensure_images
+
+    started = ContainerStack(ensure_images(settings.images), settings.time_scale)
+    request.config.stash[STACK] = started
+    try:
+        yield started.start()
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="session")
+def probe(stack: Stack) -> ProbeClient:
+    """The stack's readiness probe."""
+    return ProbeClient(stack.endpoints.probe_url)
+
+
+@pytest.fixture(scope="session")
+def prometheus(stack: Stack) -> PrometheusApi:
+    """The stack's Prometheus."""
+    return PrometheusApi(stack.endpoints.prometheus_url)
+
+
+@pytest.fixture(scope="session")
+def alertmanager(stack: Stack) -> AlertmanagerApi:
+    """The stack's Alertmanager."""
+    return AlertmanagerApi(stack.endpoints.alertmanager_url)
+
+
+@pytest.fixture(scope="session")
+def webhook(stack: Stack) -> WebhookClient:
+    """The receiver Alertmanager delivers to; without one, delivery checks do not run."""
+    if not stack.endpoints.webhook_url:
+        pytest.skip("no webhook receiver to read deliveries from (--webhook-url)")
+    return WebhookClient(stack.endpoints.webhook_url)
+
+
+@pytest.fixture(scope="session")
+def containers(stack: Stack) -> ContainerStack:
+    """The stack as containers this run started (tests that inspect or add containers)."""
+    if not isinstance(stack, ContainerStack):
+        pytest.skip("needs the containers this run started (--stack=containers)")
+    return stack
+
+
+@pytest.fixture
+def steady_state(stack: Stack, probe: ProbeClient, prometheus: PrometheusApi) -> SteadyState:
+    """Waits until the stack is in its steady state and returns what was observed."""
+    return wait_for_steady_state(stack, probe, prometheus)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    settings = config.stash[SETTINGS]
+    for item in items:
+        if settings.stack == "external" and item.get_closest_marker("containers_only"):
+            item.add_marker(pytest.mark.skip(reason="needs --stack=containers"))
+        if (
+            settings.stack == "external"
+            and item.get_closest_marker("destructive")
+            and not settings.allow_destructive
+        ):
+            item.add_marker(pytest.mark.skip(reason="destructive: needs --allow-destructive"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Attach the tail of every container's log to a failing test's report."""
+    outcome = yield
+    report = outcome.get_result()
+    stack = item.config.stash.get(STACK, None)
+    if report.failed and isinstance(stack, ContainerStack):
+        for service, text in stack.all_logs(tail=60).items():
+            report.sections.append((f"container log: {service} (last 60 lines)", text))

@@ -1,0 +1,270 @@
+"""Clients for what the suites talk to: probe, Prometheus, Alertmanager, webhook, exporter, Kafka."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from confluent_kafka import KafkaException, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_api_client import PrometheusConnect
+from prometheus_client.parser import text_string_to_metric_families
+
+HTTP_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True)
+class ProbeAnswer:
+    status_code: int
+    body: dict
+    elapsed_s: float
+
+    @property
+    def ready(self) -> bool:
+        return self.status_code == 200
+
+    @property
+    def failed_messages(self) -> list[str]:
+        return [failed.get("message", "") for failed in self.body.get("failed", [])]
+
+    @property
+    def failed_reasons(self) -> set[str]:
+        return {failed.get("reason", "") for failed in self.body.get("failed", [])}
+
+
+class ProbeClient:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_S)
+
+    def ready(self) -> ProbeAnswer:
+        started = time.monotonic()
+        response = self._http.get("/ready")
+        return ProbeAnswer(response.status_code, response.json(), time.monotonic() - started)
+
+    def health(self) -> int:
+        return self._http.get("/health").status_code
+
+    def status(self) -> dict:
+        response = self._http.get("/status")
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    def metrics(self) -> dict[str, float]:
+        """Every sample of /metrics, keyed like `name{label="value"}` (labels sorted)."""
+        response = self._http.get("/metrics")
+        response.raise_for_status()
+        return parse_metrics(response.text)
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return samples
+
+
+class PrometheusApi:
+    """Instant queries and the alert API of one Prometheus."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._connect = PrometheusConnect(url=url, disable_ssl=True)
+        self._http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_S)
+
+    def query(self, promql: str) -> list[dict]:
+        return self._connect.custom_query(query=promql)  # type: ignore[no-any-return]
+
+    def values(self, promql: str) -> list[float]:
+        return [float(item["value"][1]) for item in self.query(promql)]
+
+    def value(self, promql: str) -> float | None:
+        """The value of a query that should return at most one series (None when empty)."""
+        values = self.values(promql)
+        if len(values) > 1:
+            raise AssertionError(f"{promql} returned {len(values)} series, expected at most one")
+        return values[0] if values else None
+
+    def alerts(self) -> list[dict]:
+        """Alerts Prometheus holds (pending and firing), from /api/v1/alerts."""
+        response = self._http.get("/api/v1/alerts")
+        response.raise_for_status()
+        return response.json()["data"]["alerts"]  # type: ignore[no-any-return]
+
+    def alert_state(self, name: str) -> str:
+        """'firing', 'pending' or 'inactive' for an alert name (the worst of its series)."""
+        states = {a["state"] for a in self.alerts() if a["labels"].get("alertname") == name}
+        for state in ("firing", "pending"):
+            if state in states:
+                return state
+        return "inactive"
+
+    def target_health(self, job: str) -> list[str]:
+        response = self._http.get("/api/v1/targets", params={"state": "active"})
+        response.raise_for_status()
+        return [
+            target["health"]
+            for target in response.json()["data"]["activeTargets"]
+            if target["labels"].get("job") == job
+        ]
+
+
+class AlertmanagerApi:
+    """The parts of the Alertmanager v2 API the suites use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_S)
+
+    def alerts(self, name: str | None = None) -> list[dict]:
+        params = {"filter": f'alertname="{name}"'} if name else {}
+        response = self._http.get("/api/v2/alerts", params=params)
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    def create_silence(self, matchers: dict[str, str], minutes: float, comment: str) -> str:
+        now = datetime.now(UTC)
+        silence = {
+            "matchers": [
+                {"name": k, "value": v, "isRegex": False, "isEqual": True}
+                for k, v in matchers.items()
+            ],
+            "startsAt": now.isoformat(),
+            "endsAt": (now + timedelta(minutes=minutes)).isoformat(),
+            "createdBy": "crm-cert",
+            "comment": comment,
+        }
+        response = self._http.post("/api/v2/silences", json=silence)
+        response.raise_for_status()
+        return response.json()["silenceID"]  # type: ignore[no-any-return]
+
+    def expire_silence(self, silence_id: str) -> None:
+        self._http.delete(f"/api/v2/silence/{silence_id}").raise_for_status()
+
+
+class WebhookClient:
+    """Reads back what Alertmanager delivered to the webhook receiver."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_S)
+
+    def notifications(self) -> list[dict]:
+        response = self._http.get("/alerts")
+        response.raise_for_status()
+        return response.json()["notifications"]  # type: ignore[no-any-return]
+
+    def delivered(self, alertname: str, status: str = "firing") -> list[dict]:
+        """Each delivered alert of that name and status, with the notification's time."""
+        found = []
+        for notification in self.notifications():
+            for alert in notification["payload"]["alerts"]:
+                if alert["labels"].get("alertname") == alertname and alert["status"] == status:
+                    found.append(alert | {"received_at": notification["received_at"]})
+        return found
+
+    def clear(self) -> None:
+        self._http.delete("/alerts").raise_for_status()
+
+
+class ConsumerControl:
+    """Sets the processing delay of one consumer replica."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_S)
+
+    def set_delay_ms(self, delay_ms: int) -> None:
+        self._http.put("/control", json={"processing_delay_ms": delay_ms}).raise_for_status()
+
+    def metrics(self) -> dict[str, float]:
+        response = self._http.get("/metrics")
+        response.raise_for_status()
+        return parse_metrics(response.text)
+
+
+def exporter_metrics(url: str) -> dict[str, float]:
+    response = httpx.get(f"{url}/metrics", timeout=HTTP_TIMEOUT_S)
+    response.raise_for_status()
+    return parse_metrics(response.text)
+
+
+class EventProducer:
+    """Produces CRM events with unique ids in a header; returns the ids Kafka acknowledged."""
+
+    def __init__(self, bootstrap: str, topic: str) -> None:
+        self.topic = topic
+        self._producer = Producer(
+            {
+                "bootstrap.servers": bootstrap,
+                "acks": "all",
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                # Long enough to ride out a broker restart in the broker-loss drill.
+                "message.timeout.ms": 120_000,
+            }
+        )
+
+    def produce(
+        self,
+        count: int,
+        key: str | None = None,
+        partition: int | None = None,
+        prefix: str = "evt",
+        flush_timeout_s: float = 60.0,
+    ) -> list[str]:
+        """Send `count` events and wait for their acknowledgements; return the acked ids."""
+        acked: list[str] = []
+        failed: list[str] = []
+
+        def on_delivery(error: object, message: object) -> None:
+            message_id = dict(message.headers() or [])["id"].decode()  # type: ignore[attr-defined]
+            (failed if error else acked).append(message_id)
+
+        for _ in range(count):
+            self.send_one(key, partition, prefix, on_delivery)
+        remaining = self._producer.flush(flush_timeout_s)
+        if remaining:
+            raise AssertionError(f"{remaining} events not acknowledged within {flush_timeout_s}s")
+        return acked
+
+    def send_one(self, key: str | None, partition: int | None, prefix: str, on_delivery) -> str:  # type: ignore[no-untyped-def]
+        message_id = f"{prefix}-{uuid.uuid4().hex[:12]}"
+        extra = {} if partition is None else {"partition": partition}
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic,
+                    value=f'{{"id":"{message_id}","type":"crm.event"}}'.encode(),
+                    key=key.encode() if key else None,
+                    headers={"id": message_id},
+                    on_delivery=on_delivery,
+                    **extra,
+                )
+                break
+            except BufferError:
+                self._producer.poll(0.1)  # local queue full: let deliveries drain
+        self._producer.poll(0)
+        return message_id
+
+    def flush(self, timeout_s: float) -> int:
+        return self._producer.flush(timeout_s)  # type: ignore[no-any-return]
+
+
+def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
+    """Create the topic unless it exists."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    if topic in admin.list_topics(timeout=timeout_s).topics:
+        return
+    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    try:
+        future[topic].result(timeout=timeout_s)
+    except KafkaException as error:
+        if "TOPIC_ALREADY_EXISTS" not in str(error):
+            raise
+

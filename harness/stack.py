@@ -1,0 +1,444 @@
+"""The stack under certification: started in containers for one run, or an existing deployment.
+
+Both kinds give the suites the same things: endpoints on 127.0.0.1 (or the deployment's), the
+time scale, and named faults used as context managers that always roll back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import docker
+import httpx
+from testcontainers.core.network import Network
+
+from harness import services as svc
+from harness.clients import EventProducer, ProbeClient, PrometheusApi, ensure_topic, exporter_metrics
+from harness.images import ImageSet
+from harness.timescale import render_alertmanager_config, render_prometheus_config, render_rules
+from harness.waits import console, wait_until
+
+REPO = Path(__file__).resolve().parent.parent
+STACK_DIR = REPO / "stack"
+TOPIC = "crm.events"
+PARTITIONS = 6
+GROUP = "crm-events-sse"
+KAFKA_VERSION = "3.9.1"
+CONSUMER_COUNT = 2
+RECORDING_RULES = (
+    "kafka:group_consumer_count",
+    "kafka:group_skew_ratio",
+    "kafka:group_partition_lag",
+    "kafka:group_lag_sum",
+    "kafka:group_drain_eta_seconds",
+    "kafka:group_lag_p95",
+    "kafka:topic_message_rate",
+    "kafka:topic_byte_rate",
+)
+# Inside the toxiproxy container: the access route to the internal-only probe, and the route
+# from a drill probe to Prometheus that can be slowed down.
+PROBE_ACCESS_PORT = 19011
+PROMETHEUS_PROXY_PORT = 19090
+STACK_START_TIMEOUT_S = 180
+
+
+@dataclass
+class Endpoints:
+    kafka_bootstrap: str
+    prometheus_url: str
+    alertmanager_url: str
+    probe_url: str
+    exporter_url: str | None = None
+    webhook_url: str | None = None
+    consumer_urls: dict[str, str] = field(default_factory=dict)
+
+
+class FaultUnavailable(Exception):
+    """The fault cannot be injected here (external mode without a command or an opt-in)."""
+
+
+class Stack:
+    """What both kinds of stack offer the suites."""
+
+    mode: str
+    endpoints: Endpoints
+    scale: Fraction
+
+    def seconds(self, production_seconds: float) -> float:
+        """A production duration as it runs on this stack."""
+        return float(production_seconds * self.scale)
+
+    @property
+    def scrape_s(self) -> float:
+        return self.seconds(15)
+
+    @property
+    def window_s(self) -> float:
+        return self.seconds(300)
+
+    def fault(self, name: str, **params: object) -> contextlib.AbstractContextManager[None]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Release what the stack holds."""
+
+
+class ContainerStack(Stack):
+    """The whole stack in containers on one docker network, removed at the end of the run."""
+
+    mode = "containers"
+
+    def __init__(self, images: ImageSet, scale: Fraction) -> None:
+        self.images = images
+        self.scale = scale
+        self.run_id = uuid.uuid4().hex[:8]
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"crm-cert-{self.run_id}-"))
+        self.network = Network(docker_network_kw={"labels": {svc.LABEL: self.run_id}})
+        self.containers: dict[str, svc.StackContainer] = {}
+        self.startup_s: dict[str, float] = {}
+        self._docker = docker.from_env()
+
+    # -- start and stop -------------------------------------------------------------------
+
+    def start(self) -> ContainerStack:
+        started = time.monotonic()
+        try:
+            self._start()
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_s["total"] = time.monotonic() - started
+        console.print(
+            f"stack {self.run_id} ready in {self.startup_s['total']:.1f}s "
+            f"(time scale {self.scale}): "
+            + ", ".join(f"{k} {v:.1f}s" for k, v in self.startup_s.items() if k != "total"),
+            highlight=False,
+        )
+        return self
+
+    def _start(self) -> None:
+        configs = self._render_configs()
+        self.network.create()
+        image = self.images
+        run, net = self.run_id, self.network
+        self._start_together(
+            svc.KafkaBroker(image.kafka, run, net),
+            svc.Prometheus(image.prometheus, run, net, configs / "prometheus"),
+            svc.Alertmanager(image.alertmanager, run, net, configs / "alertmanager"),
+            svc.AlertWebhook(image.app, run, net),
+            svc.Toxiproxy(image.toxiproxy, run, net, [PROBE_ACCESS_PORT, PROMETHEUS_PROXY_PORT]),
+        )
+        kafka = self.containers[svc.KAFKA]
+        assert isinstance(kafka, svc.KafkaBroker)
+        ensure_topic(kafka.get_bootstrap_server(), TOPIC, PARTITIONS)
+        self._start_together(
+            svc.KafkaExporter(image.kafka_exporter, run, net, KAFKA_VERSION),
+            svc.HealthProbe(image.app, run, net, self.probe_env()),
+            *(svc.CrmEventsConsumer(image.app, run, net, i) for i in range(1, CONSUMER_COUNT + 1)),
+        )
+        self._add_proxy("probe", PROBE_ACCESS_PORT, f"{svc.PROBE}:{svc.PROBE_PORT}")
+        self._add_proxy("prometheus", PROMETHEUS_PROXY_PORT, f"{svc.PROMETHEUS}:{svc.Prometheus.PORT}")
+        self.endpoints = self._endpoints()
+        self._warm_up()
+
+    def _start_together(self, *containers: svc.StackContainer) -> None:
+        """Start independent services in parallel; each start waits on its own readiness."""
+
+        def start(container: svc.StackContainer) -> None:
+            began = time.monotonic()
+            self.containers[container.service] = container
+            container.start()
+            self.startup_s[container.service] = time.monotonic() - began
+
+        with ThreadPoolExecutor(max_workers=len(containers)) as pool:
+            for future in [pool.submit(start, c) for c in containers]:
+                future.result()
+
+    def _warm_up(self) -> None:
+        """Put committed offsets on every partition (lag series exist only for those), then wait
+        until the stack reports what a healthy stack reports."""
+        producer = EventProducer(self.endpoints.kafka_bootstrap, TOPIC)
+        for partition in range(PARTITIONS):
+            producer.produce(2, partition=partition, prefix="warmup")
+        prometheus = PrometheusApi(self.endpoints.prometheus_url)
+        wait_until(
+            f"kafka_exporter to report {GROUP} with {CONSUMER_COUNT} members",
+            lambda: self.group_members() == CONSUMER_COUNT,
+            timeout=STACK_START_TIMEOUT_S,
+        )
+        wait_until(
+            "series for all 8 recording rules in Prometheus",
+            lambda: not [rule for rule in RECORDING_RULES if not prometheus.query(rule)],
+            timeout=STACK_START_TIMEOUT_S,
+            describe=lambda: "missing: "
+            + ", ".join(rule for rule in RECORDING_RULES if not prometheus.query(rule)),
+        )
+        probe = ProbeClient(self.endpoints.probe_url)
+        wait_until("/ready to answer 200", lambda: probe.ready().ready, timeout=STACK_START_TIMEOUT_S)
+
+    def group_members(self) -> float | None:
+        assert self.endpoints.exporter_url
+        metrics = exporter_metrics(self.endpoints.exporter_url)
+        return metrics.get(f'kafka_consumergroup_members{{consumergroup="{GROUP}"}}')
+
+    def stop(self) -> None:
+        """Remove every container and the network of this run, found by the run's label."""
+        for container in self._docker.containers.list(
+            all=True, filters={"label": f"{svc.LABEL}={self.run_id}"}
+        ):
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True, v=True)
+        for network in self._docker.networks.list(filters={"label": f"{svc.LABEL}={self.run_id}"}):
+            with contextlib.suppress(docker.errors.NotFound):
+                network.remove()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # -- configuration --------------------------------------------------------------------
+
+    def probe_env(self, **overrides: str) -> dict[str, str]:
+        """The probe's settings on this stack: production values, durations scaled."""
+        env = {
+            "PROM_URL": f"http://{svc.PROMETHEUS}:{svc.Prometheus.PORT}",
+            "WINDOW_MINUTES": f"{float(5 * self.scale):.6f}",
+            "CACHE_TTL_SECONDS": f"{self.scrape_s:.3f}",
+            "PROM_TIMEOUT_MS": "1500",
+            "PROM_RETRIES": "2",
+            "SKEW_THRESHOLD": "4",
+            "MIN_CONSUMERS": "2",
+            "CONSUMER_GROUP": GROUP,
+        }
+        return env | overrides
+
+    def _render_configs(self) -> Path:
+        """The stack's config files with every duration multiplied by the time scale."""
+        root = self.workdir / "config"
+        rules = root / "prometheus" / "rules"
+        rules.mkdir(parents=True)
+        (root / "alertmanager").mkdir()
+        source = STACK_DIR / "prometheus"
+        (root / "prometheus" / "prometheus.yml").write_text(
+            render_prometheus_config((source / "prometheus.yml").read_text(), self.scale)
+        )
+        for rule_file in sorted((source / "rules").glob("*.yml")):
+            (rules / rule_file.name).write_text(render_rules(rule_file.read_text(), self.scale))
+        (root / "alertmanager" / "alertmanager.yml").write_text(
+            render_alertmanager_config(
+                (STACK_DIR / "alertmanager" / "alertmanager.yml").read_text(), self.scale
+            )
+        )
+        # Readable by the non-root users the images run as.
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        self.workdir.chmod(0o755)
+        return root
+
+    def _endpoints(self) -> Endpoints:
+        c = self.containers
+        kafka = c[svc.KAFKA]
+        assert isinstance(kafka, svc.KafkaBroker)
+        return Endpoints(
+            kafka_bootstrap=kafka.get_bootstrap_server(),
+            prometheus_url=c[svc.PROMETHEUS].get_url(svc.Prometheus.PORT),
+            alertmanager_url=c[svc.ALERTMANAGER].get_url(svc.Alertmanager.PORT),
+            probe_url=c[svc.TOXIPROXY].get_url(PROBE_ACCESS_PORT),
+            exporter_url=c[svc.EXPORTER].get_url(svc.KafkaExporter.PORT),
+            webhook_url=c[svc.WEBHOOK].get_url(svc.WEBHOOK_PORT),
+            consumer_urls={
+                name: container.get_url(svc.CONSUMER_METRICS_PORT)
+                for name, container in c.items()
+                if name.startswith(svc.CONSUMERS)
+            },
+        )
+
+    # -- toxiproxy ------------------------------------------------------------------------
+
+    @property
+    def _toxiproxy_api(self) -> str:
+        return self.containers[svc.TOXIPROXY].get_url(svc.Toxiproxy.API_PORT)
+
+    def _add_proxy(self, name: str, listen_port: int, upstream: str) -> None:
+        response = httpx.post(
+            f"{self._toxiproxy_api}/proxies",
+            json={"name": name, "listen": f"0.0.0.0:{listen_port}", "upstream": upstream,
+                  "enabled": True},
+            timeout=5,
+        )
+        response.raise_for_status()
+
+    def add_latency(self, proxy: str, latency_ms: int) -> None:
+        httpx.post(
+            f"{self._toxiproxy_api}/proxies/{proxy}/toxics",
+            json={"name": "latency", "type": "latency", "stream": "downstream",
+                  "attributes": {"latency": latency_ms, "jitter": 0}},
+            timeout=5,
+        ).raise_for_status()
+
+    def remove_latency(self, proxy: str) -> None:
+        response = httpx.delete(f"{self._toxiproxy_api}/proxies/{proxy}/toxics/latency", timeout=5)
+        if response.status_code != 404:
+            response.raise_for_status()
+
+    # -- service control (fault hooks) ----------------------------------------------------
+
+    def docker_container(self, service: str):  # type: ignore[no-untyped-def]
+        return self.containers[service].get_wrapped_container()
+
+    def stop_service(self, service: str) -> None:
+        """Stop without removing: the container keeps its state and its host ports."""
+        container = self.docker_container(service)
+        container.stop(timeout=10)
+
+    def start_service(self, service: str) -> None:
+        """Start a stopped service again and wait for its readiness."""
+        self.docker_container(service).start()
+        self.wait_service_ready(service)
+
+    def pause_service(self, service: str) -> None:
+        self.docker_container(service).pause()
+
+    def unpause_service(self, service: str) -> None:
+        self.docker_container(service).unpause()
+
+    def wait_service_ready(self, service: str) -> None:
+        if service == svc.KAFKA:
+            from confluent_kafka.admin import AdminClient
+
+            admin = AdminClient({"bootstrap.servers": self.endpoints.kafka_bootstrap})
+            wait_until(
+                "Kafka to answer metadata requests again",
+                lambda: TOPIC in admin.list_topics(timeout=2).topics,
+                timeout=svc.STARTUP_TIMEOUT_S,
+            )
+            return
+        container = self.containers[service]
+        if container._wait_strategy is not None:  # the wait it declared at first start
+            container._wait_strategy.wait_until_ready(container)
+
+    def logs(self, service: str, tail: int = 200) -> str:
+        try:
+            return self.docker_container(service).logs(tail=tail).decode(errors="replace")
+        except docker.errors.NotFound:
+            return "(container gone)"
+
+    def all_logs(self, tail: int = 80) -> dict[str, str]:
+        return {service: self.logs(service, tail) for service in self.containers}
+
+    # -- extra containers for drills ------------------------------------------------------
+
+    def start_probe(self, name: str, **env: str) -> ProbeClient:
+        """A second probe on the stack network (published on 127.0.0.1), e.g. with other queries."""
+        probe = svc.HealthProbe(
+            self.images.app, self.run_id, self.network, self.probe_env(**env), name=name,
+            limited=False,
+        )
+        probe.with_published_port(svc.PROBE_PORT).with_http_wait(svc.PROBE_PORT, "/health")
+        self._start_together(probe)
+        return ProbeClient(probe.get_url(svc.PROBE_PORT))
+
+    def start_consumer(self, index: int) -> str:
+        consumer = svc.CrmEventsConsumer(self.images.app, self.run_id, self.network, index)
+        self._start_together(consumer)
+        url = consumer.get_url(svc.CONSUMER_METRICS_PORT)
+        self.endpoints.consumer_urls[consumer.service] = url
+        return consumer.service
+
+    def remove(self, service: str) -> None:
+        container = self.containers.pop(service)
+        container.get_wrapped_container().remove(force=True, v=True)
+        self.endpoints.consumer_urls.pop(service, None)
+
+    # -- named faults ---------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def fault(self, name: str, **params: object) -> Iterator[None]:
+        """Inject a named fault; restore it on exit, whatever happened inside."""
+        inject, restore = self._faults()[name]
+        try:
+            inject(**params)
+            yield
+        finally:
+            restore()
+
+    def _faults(self) -> dict[str, tuple[Callable[..., None], Callable[[], None]]]:
+        consumers = [name for name in self.containers if name.startswith(f"{svc.CONSUMERS}-")]
+        first = f"{svc.CONSUMERS}-1"
+
+        def each(action: Callable[[str], None], names: list[str]) -> Callable[..., None]:
+            return lambda **_: [action(name) for name in names]  # type: ignore[func-returns-value]
+
+        return {
+            "one-consumer-down": (each(self.stop_service, [first]), each(self.start_service, [first])),
+            "consumers-down": (each(self.stop_service, consumers), each(self.start_service, consumers)),
+            "prometheus-down": (
+                each(self.stop_service, [svc.PROMETHEUS]), each(self.start_service, [svc.PROMETHEUS])
+            ),
+            "kafka-down": (each(self.stop_service, [svc.KAFKA]), each(self.start_service, [svc.KAFKA])),
+            "prometheus-slow": (
+                lambda latency_ms=3000, **_: self.add_latency("prometheus", int(latency_ms)),
+                lambda: self.remove_latency("prometheus"),
+            ),
+            "consumers-slow": (
+                lambda delay_ms=250, **_: self._set_delays(int(delay_ms)),
+                lambda: self._set_delays(0),
+            ),
+        }
+
+    def _set_delays(self, delay_ms: int) -> None:
+        from harness.clients import ConsumerControl
+
+        for url in self.endpoints.consumer_urls.values():
+            ConsumerControl(url).set_delay_ms(delay_ms)
+
+
+class ExternalStack(Stack):
+    """An existing deployment: its endpoints, real durations unless told otherwise, and faults
+    only through the user's own commands, only with an explicit opt-in."""
+
+    mode = "external"
+
+    def __init__(
+        self, endpoints: Endpoints, scale: Fraction, allow_destructive: bool,
+        fault_commands: dict[str, dict[str, str]],
+    ) -> None:
+        self.endpoints = endpoints
+        self.scale = scale
+        self.allow_destructive = allow_destructive
+        self.fault_commands = fault_commands
+
+    @contextlib.contextmanager
+    def fault(self, name: str, **params: object) -> Iterator[None]:
+        if not self.allow_destructive:
+            raise FaultUnavailable(f"fault {name!r} needs --allow-destructive in external mode")
+        commands = self.fault_commands.get(name, {})
+        if "inject" not in commands or "restore" not in commands:
+            raise FaultUnavailable(
+                f"fault {name!r} needs --fault-command {name}:inject=... and {name}:restore=..."
+            )
+        try:
+            run_command(commands["inject"])
+            yield
+        finally:
+            run_command(commands["restore"])
+
+
+def run_command(command: str, timeout_s: float = 300) -> None:
+    """Run a user-given fault command; fail with its output when it fails."""
+    console.print(f"running: {command}", highlight=False)
+    result = subprocess.run(
+        shlex.split(command), capture_output=True, text=True, timeout=timeout_s, check=False
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"fault command failed ({result.returncode}): {command}\n{result.stdout}{result.stderr}"
+        )
