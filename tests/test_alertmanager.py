@@ -1,0 +1,181 @@
+"""Alertmanager: a valid config, routes proven with amtool, the inhibition rule checked by parsing.
+
+amtool resolves routes but cannot evaluate inhibitions, so the inhibition rule is checked for its
+structure and evaluated here, with Alertmanager's matcher semantics, on the labels the alert rules
+really produce.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from harness.timescale import parse_duration
+from tests.tools import (
+    ALERTMANAGER_YML,
+    ROUTE_TESTS,
+    alert_rules,
+    check_tool,
+    describe,
+    load_yaml,
+    run_tool,
+)
+
+WEBHOOK = "http://alert-webhook:9096/alerts"
+ROUTING_MATCHERS = ['team="crm"', 'service="crm-events-sse"', 'product="aetherlink"']
+# Alertmanager 0.25 and current releases both accept these; the legacy forms only some do.
+LEGACY_KEYS = {
+    "match",
+    "match_re",
+    "source_match",
+    "source_match_re",
+    "target_match",
+    "target_match_re",
+}
+_MATCHER = re.compile(r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"\s*$')
+
+
+def config() -> dict[str, Any]:
+    return load_yaml(ALERTMANAGER_YML)
+
+
+def route_cases() -> list[dict[str, Any]]:
+    return load_yaml(ROUTE_TESTS)["cases"]
+
+
+def routes_test(labels: dict[str, str], receivers: list[str]):
+    return run_tool(
+        "amtool",
+        "config",
+        "routes",
+        "test",
+        f"--config.file={ALERTMANAGER_YML}",
+        f"--verify.receivers={','.join(receivers)}",
+        *(f"{name}={value}" for name, value in labels.items()),
+    )
+
+
+def alert_labels(alert: dict[str, Any]) -> dict[str, str]:
+    """Labels of a firing alert of the rule, for the crm-events-sse group."""
+    return {"alertname": alert["alert"], "consumergroup": "crm-events-sse", **alert["labels"]}
+
+
+def test_config_is_valid():
+    output = check_tool("amtool", "check-config", ALERTMANAGER_YML)
+    assert "SUCCESS" in output, output
+
+
+@pytest.mark.parametrize("case", route_cases(), ids=lambda case: case["name"])
+def test_route_case(case: dict[str, Any]):
+    result = routes_test(case["labels"], case["receivers"])
+    assert result.returncode == 0, describe(result)
+    assert result.stdout.strip() == ",".join(case["receivers"]), describe(result)
+
+
+@pytest.mark.parametrize("alert", alert_rules(), ids=lambda rule: rule["alert"])
+def test_every_alert_rule_reaches_the_oncall_webhook(alert: dict[str, Any]):
+    result = routes_test(alert_labels(alert), ["crm-oncall"])
+    assert result.returncode == 0, describe(result)
+
+
+def test_route_tests_cover_both_receivers():
+    receivers = {receiver for case in route_cases() for receiver in case["receivers"]}
+    assert receivers == {"crm-oncall", "default"}
+
+
+def test_root_receiver_is_a_noop_and_oncall_is_the_webhook():
+    receivers = {receiver["name"]: receiver for receiver in config()["receivers"]}
+    assert config()["route"]["receiver"] == "default"
+    assert receivers["default"] == {"name": "default"}
+    assert receivers["crm-oncall"] == {
+        "name": "crm-oncall",
+        "webhook_configs": [{"url": WEBHOOK, "send_resolved": True}],
+    }
+
+
+def test_service_route_groups_per_alert_and_group_with_paging_timers():
+    root = config()["route"]
+    (service,) = root["routes"]
+    assert service["matchers"] == ROUTING_MATCHERS
+    assert service["receiver"] == "crm-oncall"
+    for route in (root, service):
+        assert route["group_by"] == ["alertname", "consumergroup"]
+        assert route["group_wait"] == "30s"
+        assert route["group_interval"] == "5m"
+        assert route["repeat_interval"] == "4h"
+    # Critical alerts page: they repeat sooner, to the same receiver.
+    (critical,) = service["routes"]
+    assert critical["matchers"] == ['severity="critical"']
+    assert critical["receiver"] == "crm-oncall"
+    assert parse_duration(critical["repeat_interval"]) < parse_duration(service["repeat_interval"])
+
+
+def test_no_legacy_matcher_syntax_anywhere():
+    def keys(node: Any) -> set[str]:
+        if isinstance(node, dict):
+            return set(node) | {key for value in node.values() for key in keys(value)}
+        if isinstance(node, list):
+            return {key for item in node for key in keys(item)}
+        return set()
+
+    assert not keys(config()) & LEGACY_KEYS
+
+
+# --- inhibition -----------------------------------------------------------------------------
+
+
+def matches(matchers: list[str], labels: dict[str, str]) -> bool:
+    """Alertmanager's semantics: all matchers hold; a missing label is the empty string."""
+    for matcher in matchers:
+        parsed = _MATCHER.match(matcher)
+        assert parsed, f"unparsable matcher {matcher!r}"
+        name, operator, value = parsed.groups()
+        actual = labels.get(name, "")
+        held = {
+            "=": actual == value,
+            "!=": actual != value,
+            "=~": re.fullmatch(value, actual) is not None,
+            "!~": re.fullmatch(value, actual) is None,
+        }[operator]
+        if not held:
+            return False
+    return True
+
+
+def inhibited(target: dict[str, str], firing: list[dict[str, str]]) -> bool:
+    """Whether any inhibit rule mutes `target` while the `firing` alerts fire."""
+    for rule in config()["inhibit_rules"]:
+        if not matches(rule["target_matchers"], target):
+            continue
+        for source in firing:
+            if matches(rule["source_matchers"], source) and all(
+                source.get(label, "") == target.get(label, "") for label in rule["equal"]
+            ):
+                return True
+    return False
+
+
+def test_service_down_mutes_under_replicated_consumers_of_the_same_service():
+    (rule,) = config()["inhibit_rules"]
+    assert rule["source_matchers"] == ['alertname="CrmEventsServiceDown"']
+    assert rule["target_matchers"] == ['alertname="CrmEventsUnderReplicatedConsumers"']
+    assert set(rule["equal"]) == {"consumergroup", "service"}
+
+
+def test_inhibition_applies_to_the_labels_the_rules_produce():
+    alerts = {rule["alert"]: alert_labels(rule) for rule in alert_rules()}
+    service_down = alerts["CrmEventsServiceDown"]
+    under_replicated = alerts["CrmEventsUnderReplicatedConsumers"]
+    # Both consumers stopped: both alerts fire, only ServiceDown notifies.
+    assert inhibited(under_replicated, [service_down])
+    assert not inhibited(service_down, [under_replicated])
+    # One consumer left: UnderReplicated alone notifies.
+    assert not inhibited(under_replicated, [])
+    # ServiceDown of another consumer group mutes nothing here.
+    assert not inhibited(under_replicated, [service_down | {"consumergroup": "crm-events-audit"}])
+    # No other alert is ever muted by ServiceDown.
+    for name, labels in alerts.items():
+        if name != "CrmEventsUnderReplicatedConsumers":
+            assert not inhibited(labels, [service_down]), name

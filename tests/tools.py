@@ -1,0 +1,153 @@
+"""Shared by the stack-file tests: paths, YAML loading, promtool/amtool runs, PromQL names."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+STACK = REPO / "stack"
+PROMETHEUS_YML = STACK / "prometheus" / "prometheus.yml"
+RULES_DIR = STACK / "prometheus" / "rules"
+RECORDING_RULES = RULES_DIR / "crm_events_recording.yml"
+ALERT_RULES = RULES_DIR / "crm_events_alerts.yml"
+PROMTOOL_TESTS_DIR = STACK / "prometheus" / "tests"
+ALERTMANAGER_YML = STACK / "alertmanager" / "alertmanager.yml"
+ROUTE_TESTS = STACK / "alertmanager" / "route_tests.yml"
+GRAFANA = STACK / "grafana"
+DASHBOARD = GRAFANA / "dashboards" / "crm_events_pipeline.json"
+
+ENSURE_TOOLS = "scripts/ensure-tools.sh"
+TOOL_TIMEOUT_S = 120
+
+# Every series the stack's rules and dashboard may read that no recording rule produces: what
+# kafka_exporter, the readiness probe and the CRM events consumers export, and Prometheus' `up`.
+EXPORTER_METRICS = frozenset(
+    {
+        "kafka_brokers",
+        "kafka_topic_partitions",
+        "kafka_topic_partition_current_offset",
+        "kafka_topic_partition_oldest_offset",
+        "kafka_consumergroup_current_offset",
+        "kafka_consumergroup_current_offset_sum",
+        "kafka_consumergroup_lag",
+        "kafka_consumergroup_lag_sum",
+        "kafka_consumergroup_members",
+    }
+)
+PROBE_METRICS = frozenset(
+    {
+        "health_probe_checks_total",
+        "health_probe_status",
+        "health_probe_duration_seconds_bucket",
+        "health_probe_duration_seconds_sum",
+        "health_probe_duration_seconds_count",
+        "health_probe_prometheus_errors_total",
+        "health_probe_prometheus_retries_total",
+        "health_probe_last_success_timestamp_seconds",
+    }
+)
+CONSUMER_METRICS = frozenset(
+    {
+        "crm_events_consumer_messages_processed_total",
+        "crm_events_consumer_bytes_processed_total",
+        "crm_events_consumer_last_processed_timestamp_seconds",
+        "crm_events_consumer_processing_delay_seconds",
+    }
+)
+SCRAPED_METRICS = EXPORTER_METRICS | PROBE_METRICS | CONSUMER_METRICS | {"up"}
+
+
+def load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def recording_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(RECORDING_RULES)["groups"] for rule in group["rules"]]
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    return [rule for group in load_yaml(ALERT_RULES)["groups"] for rule in group["rules"]]
+
+
+def tool_path(name: str) -> str:
+    """The tool's path; fails the test (never skips it) when the tool is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(
+            f"{name} is not on PATH: run `sudo bash {ENSURE_TOOLS}` (it installs Debian's "
+            "prometheus and prometheus-alertmanager packages, which bring promtool and amtool)",
+            pytrace=False,
+        )
+    return path
+
+
+def run_tool(
+    name: str, *args: object, timeout: float = TOOL_TIMEOUT_S
+) -> subprocess.CompletedProcess[str]:
+    """Run promtool or amtool; its exit code is the caller's to judge."""
+    command = [tool_path(name), *map(str, args)]
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as error:
+        pytest.fail(f"`{shlex.join(command)}` did not finish within {timeout}s:\n{error.output}")
+
+
+def check_tool(name: str, *args: object, timeout: float = TOOL_TIMEOUT_S) -> str:
+    """Run promtool or amtool, assert it exits 0 (its output in the message); return its output."""
+    result = run_tool(name, *args, timeout=timeout)
+    assert result.returncode == 0, describe(result)
+    return result.stdout + result.stderr
+
+
+def describe(result: subprocess.CompletedProcess[str]) -> str:
+    return (
+        f"`{shlex.join(result.args)}` exited {result.returncode}\n"
+        f"--- stdout ---\n{result.stdout}--- stderr ---\n{result.stderr}"
+    )
+
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
+_IDENTIFIER = re.compile(r"(?<![\w.:])[A-Za-z_:][A-Za-z0-9_:]*")
+_KEYWORDS = frozenset(
+    {
+        "and",
+        "or",
+        "unless",
+        "bool",
+        "offset",
+        "by",
+        "without",
+        "on",
+        "ignoring",
+        "group_left",
+        "group_right",
+        "inf",
+        "nan",
+        "atan2",
+    }
+)
+
+
+def metric_names(expr: str) -> set[str]:
+    """The metric names a PromQL expression selects (functions, keywords and labels left out)."""
+    code = _STRING.sub('""', expr)
+    code = re.sub(r"\{[^}]*\}", " ", code)
+    code = re.sub(r"\[[^\]]*\]", " ", code)
+    code = re.sub(r"#[^\n]*", " ", code)
+    code = _GROUPING.sub(" ", code)
+    names = set()
+    for match in _IDENTIFIER.finditer(code):
+        name = match.group()
+        if code[match.end() :].lstrip().startswith("(") or name.lower() in _KEYWORDS:
+            continue
+        names.add(name)
+    return names
