@@ -23,6 +23,7 @@ from harness.clients import (  # noqa: E402
     PrometheusApi,
     WebhookClient,
 )
+from harness.evidence import Evidence  # noqa: E402
 from harness.stack import ContainerStack, Endpoints, ExternalStack, Stack  # noqa: E402
 from harness.steady import SteadyState, wait_for_steady_state  # noqa: E402
 
@@ -45,10 +46,19 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "destructive: breaks part of the stack; external mode needs --allow-destructive"
     )
+    config.addinivalue_line(
+        "markers", "claim(item_id): the certification item (harness/claims.py) this test proves"
+    )
     try:
         config.stash[SETTINGS] = resolve(config.getoption)
     except HarnessSettingsError as error:
         raise pytest.UsageError(str(error)) from None
+    if config.stash[SETTINGS].certify:
+        from harness.report import CertificationReport
+
+        config.pluginmanager.register(
+            CertificationReport(config.stash[SETTINGS], EVIDENCE), "crm-cert-report"
+        )
     # `docker stop`/CI cancellation sends SIGTERM: turn it into the same clean teardown as Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
 
@@ -59,6 +69,7 @@ def _interrupt(signum: int, frame: object) -> None:
 
 SETTINGS = pytest.StashKey[HarnessSettings]()
 STACK = pytest.StashKey[Stack]()
+EVIDENCE = pytest.StashKey[Evidence]()
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +136,14 @@ def containers(stack: Stack) -> ContainerStack:
 def steady_state(stack: Stack, probe: ProbeClient, prometheus: PrometheusApi) -> SteadyState:
     """Waits until the stack is in its steady state and returns what was observed."""
     return wait_for_steady_state(stack, probe, prometheus)
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest, settings: HarnessSettings) -> Evidence:
+    """Where a test records what it measured, for the certification report."""
+    record = Evidence(request.node.nodeid, str(settings.time_scale))
+    request.node.stash[EVIDENCE] = record
+    return record
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
-from harness.clients import exporter_metrics
-from harness.stack import GROUP, RECORDING_RULES
+import pytest
+
+from harness.stack import GROUP, RECORDING_RULES, ContainerStack
 
 
-def test_exporter_reports_the_group_with_two_members(stack):
-    assert stack.endpoints.exporter_url, "no exporter endpoint"
-    metrics = exporter_metrics(stack.endpoints.exporter_url)
-    assert metrics.get(f'kafka_consumergroup_members{{consumergroup="{GROUP}"}}') == 2
+@pytest.mark.claim("stack.up")
+def test_exporter_reports_the_group_with_two_members(stack, evidence):
+    if isinstance(stack, ContainerStack):
+        for service, seconds in stack.startup_s.items():
+            evidence.record(f"start-up: {service}", round(seconds, 1), "s")
+    members = evidence.record(f"{GROUP} members (kafka_exporter)", stack.group_members())
+    assert members == 2
 
 
-def test_prometheus_has_series_for_all_eight_recording_rules(stack, prometheus):
-    missing = [rule for rule in RECORDING_RULES if not prometheus.query(f"{rule}")]
-    assert missing == []
+@pytest.mark.claim("stack.up")
+def test_prometheus_has_series_for_all_eight_recording_rules(prometheus, evidence):
+    counts = {rule: len(prometheus.query(rule)) for rule in RECORDING_RULES}
+    for rule, count in counts.items():
+        evidence.record(f"{rule} series", count)
+    assert [rule for rule, count in counts.items() if count == 0] == []
 
 
-def test_probe_is_ready(stack, probe):
+@pytest.mark.claim("stack.up")
+def test_probe_is_ready(probe, evidence):
     answer = probe.ready()
-    assert answer.status_code == 200, answer.body
+    assert evidence.record("/ready", answer.status_code) == 200, answer.body

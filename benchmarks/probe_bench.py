@@ -55,8 +55,15 @@ class CountingPrometheus:
             self.count += 1
             self.times.append(time.monotonic())
         value = "1.2" if "skew" in request.args["query"] else "2"
-        body = {"status": "success", "data": {"resultType": "vector", "result": [
-            {"metric": {"consumergroup": "crm-events-sse"}, "value": [time.time(), value]}]}}
+        body = {
+            "status": "success",
+            "data": {
+                "resultType": "vector",
+                "result": [
+                    {"metric": {"consumergroup": "crm-events-sse"}, "value": [time.time(), value]}
+                ],
+            },
+        }
         return Response(json.dumps(body), content_type="application/json")
 
 
@@ -80,9 +87,18 @@ def most_queries_in_one_ttl(times: list[float], ttl: float) -> int:
 def wrk_load(url: str, callers: int, seconds: float) -> tuple[int, float, float]:
     """Requests, p50 and p99 (seconds) from wrk with `callers` connections."""
     result = subprocess.run(
-        ["wrk", f"-t{min(callers, 2)}", f"-c{callers}", f"-d{seconds:g}s", "--latency",
-         f"{url}/ready"],
-        capture_output=True, text=True, check=True, timeout=seconds + 30,
+        [
+            "wrk",
+            f"-t{min(callers, 2)}",
+            f"-c{callers}",
+            f"-d{seconds:g}s",
+            "--latency",
+            f"{url}/ready",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=seconds + 30,
     )
     units = {"us": 1e-6, "ms": 1e-3, "s": 1.0}
 
@@ -167,20 +183,32 @@ def main() -> int:
             title=f"/ready under load from {generator} "
             f"(cache TTL {args.ttl:g}s, {args.seconds:g}s per row)"
         )
-        for column in ("callers", "requests", "p50 ms", "p99 ms", "Prometheus queries",
-                       "most queries in one TTL"):
+        for column in (
+            "callers",
+            "requests",
+            "p50 ms",
+            "p99 ms",
+            "Prometheus queries",
+            "most queries in one TTL",
+        ):
             table.add_column(column, justify="right")
         for callers in (1, 10, 100):
             first = len(prometheus.times)
             requests, p50, p99 = load(url, callers, args.seconds)
             times = prometheus.times[first:]
             table.add_row(
-                str(callers), str(requests), f"{p50 * 1000:.2f}", f"{p99 * 1000:.2f}",
-                str(len(times)), str(most_queries_in_one_ttl(times, args.ttl)),
+                str(callers),
+                str(requests),
+                f"{p50 * 1000:.2f}",
+                f"{p99 * 1000:.2f}",
+                str(len(times)),
+                str(most_queries_in_one_ttl(times, args.ttl)),
             )
         console.print(table)
         console.print(f"probe peak RSS (VmHWM): {peak_rss_mib(probe.pid):.1f} MiB (target <= 48)")
-        console.print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load and probe share them")
+        console.print(
+            f"python {sys.version.split()[0]}, {os.cpu_count()} cores, load and probe share them"
+        )
     finally:
         probe.terminate()
         probe.wait(10)

@@ -1,4 +1,4 @@
-"""Clients for what the suites talk to: probe, Prometheus, Alertmanager, webhook, exporter, Kafka."""
+"""Clients for what the suites talk to: probe, Prometheus, Alertmanager, webhook, Kafka."""
 
 from __future__ import annotations
 
@@ -267,4 +267,3 @@ def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float =
     except KafkaException as error:
         if "TOPIC_ALREADY_EXISTS" not in str(error):
             raise
-

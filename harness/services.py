@@ -115,8 +115,11 @@ class KafkaExporter(StackContainer):
     def __init__(self, image: str, run_id: str, network: Network, kafka_version: str) -> None:
         super().__init__(image, EXPORTER, run_id, network)
         self.with_command(
-            [f"--kafka.server={KAFKA_INTERNAL}", f"--kafka.version={kafka_version}",
-             f"--web.listen-address=:{self.PORT}"]
+            [
+                f"--kafka.server={KAFKA_INTERNAL}",
+                f"--kafka.version={kafka_version}",
+                f"--web.listen-address=:{self.PORT}",
+            ]
         )
         self.with_published_port(self.PORT).with_http_wait(self.PORT, "/metrics")
 
@@ -128,8 +131,11 @@ class Prometheus(StackContainer):
         super().__init__(image, PROMETHEUS, run_id, network)
         self.with_volume_mapping(str(config_dir), "/etc/prometheus", "ro")
         self.with_command(
-            ["--config.file=/etc/prometheus/prometheus.yml", "--storage.tsdb.path=/prometheus",
-             "--web.enable-lifecycle"]
+            [
+                "--config.file=/etc/prometheus/prometheus.yml",
+                "--storage.tsdb.path=/prometheus",
+                "--web.enable-lifecycle",
+            ]
         )
         self.with_published_port(self.PORT).with_http_wait(self.PORT, "/-/ready")
 
@@ -141,8 +147,11 @@ class Alertmanager(StackContainer):
         super().__init__(image, ALERTMANAGER, run_id, network)
         self.with_volume_mapping(str(config_dir), "/etc/alertmanager", "ro")
         self.with_command(
-            ["--config.file=/etc/alertmanager/alertmanager.yml", "--storage.path=/alertmanager",
-             "--cluster.listen-address="]  # one instance: no gossip port
+            [
+                "--config.file=/etc/alertmanager/alertmanager.yml",
+                "--storage.path=/alertmanager",
+                "--cluster.listen-address=",
+            ]  # one instance: no gossip port
         )
         self.with_published_port(self.PORT).with_http_wait(self.PORT, "/-/ready")
 
@@ -165,7 +174,12 @@ class AppContainer(StackContainer):
     """The project's own image: probe, consumer and webhook receiver, non-root."""
 
     def __init__(
-        self, image: str, service: str, run_id: str, network: Network, module: str,
+        self,
+        image: str,
+        service: str,
+        run_id: str,
+        network: Network,
+        module: str,
         **docker_kwargs: object,
     ) -> None:
         super().__init__(image, service, run_id, network, **docker_kwargs)
@@ -182,13 +196,23 @@ class HealthProbe(AppContainer):
     MEMORY_LIMIT = "64m"
 
     def __init__(
-        self, image: str, run_id: str, network: Network, env: dict[str, str],
-        name: str = PROBE, limited: bool = True,
+        self,
+        image: str,
+        run_id: str,
+        network: Network,
+        env: dict[str, str],
+        name: str = PROBE,
+        limited: bool = True,
     ) -> None:
         limits: dict[str, object] = (
-            {"nano_cpus": self.CPU_LIMIT_NANO, "mem_limit": self.MEMORY_LIMIT,
-             "memswap_limit": self.MEMORY_LIMIT, "restart_policy": {"Name": "unless-stopped"}}
-            if limited else {}
+            {
+                "nano_cpus": self.CPU_LIMIT_NANO,
+                "mem_limit": self.MEMORY_LIMIT,
+                "memswap_limit": self.MEMORY_LIMIT,
+                "restart_policy": {"Name": "unless-stopped"},
+            }
+            if limited
+            else {}
         )
         super().__init__(image, name, run_id, network, "probe", **limits)
         self.with_envs(**env)

@@ -33,33 +33,57 @@ class Option:
 
 
 OPTIONS = (
-    Option("--stack", "CRM_CERT_STACK",
-           "where the stack comes from: 'containers' (started by the suite) or 'external' "
-           "(an existing deployment given by the endpoint options)", "containers"),
-    Option("--images", "CRM_CERT_IMAGES",
-           "image set for --stack=containers: 'upstream' (public images, pulled) or 'offline' "
-           "(built here by `nox -s images`, no registry needed)", "upstream"),
-    Option("--time-scale", "CRM_CERT_TIME_SCALE",
-           "factor applied to every duration of the live stack, e.g. 1/15 (default for "
-           "containers) or 1 (default for external: real durations)"),
+    Option(
+        "--stack",
+        "CRM_CERT_STACK",
+        "where the stack comes from: 'containers' (started by the suite) or 'external' "
+        "(an existing deployment given by the endpoint options)",
+        "containers",
+    ),
+    Option(
+        "--images",
+        "CRM_CERT_IMAGES",
+        "image set for --stack=containers: 'upstream' (public images, pulled) or 'offline' "
+        "(built here by `nox -s images`, no registry needed)",
+        "upstream",
+    ),
+    Option(
+        "--time-scale",
+        "CRM_CERT_TIME_SCALE",
+        "factor applied to every duration of the live stack, e.g. 1/15 (default for "
+        "containers) or 1 (default for external: real durations)",
+    ),
     Option("--kafka-bootstrap", "CRM_CERT_KAFKA_BOOTSTRAP", "external: Kafka bootstrap servers"),
     Option("--prometheus-url", "CRM_CERT_PROMETHEUS_URL", "external: Prometheus base URL"),
     Option("--alertmanager-url", "CRM_CERT_ALERTMANAGER_URL", "external: Alertmanager base URL"),
     Option("--probe-url", "CRM_CERT_PROBE_URL", "external: readiness probe base URL"),
     Option("--exporter-url", "CRM_CERT_EXPORTER_URL", "external: kafka_exporter base URL"),
-    Option("--webhook-url", "CRM_CERT_WEBHOOK_URL",
-           "external: a webhook receiver of this project that Alertmanager delivers to "
-           "(alert delivery checks are NOT RUN without it)"),
-    Option("--allow-destructive", "CRM_CERT_ALLOW_DESTRUCTIVE",
-           "external: allow drills that break the deployment (with --fault-command)",
-           is_flag=True),
-    Option("--fault-command", "CRM_CERT_FAULT_COMMANDS",
-           "external: NAME:inject=COMMAND or NAME:restore=COMMAND for a named fault, e.g. "
-           "'one-consumer-down:inject=kubectl scale deploy/crm-events-consumer --replicas=1' "
-           "(repeat the option; in the environment, separate entries with ';;')",
-           repeatable=True),
-    Option("--certify", "CRM_CERT_CERTIFY",
-           "write the certification report (reports/) at the end of the run", is_flag=True),
+    Option(
+        "--webhook-url",
+        "CRM_CERT_WEBHOOK_URL",
+        "external: a webhook receiver of this project that Alertmanager delivers to "
+        "(alert delivery checks are NOT RUN without it)",
+    ),
+    Option(
+        "--allow-destructive",
+        "CRM_CERT_ALLOW_DESTRUCTIVE",
+        "external: allow drills that break the deployment (with --fault-command)",
+        is_flag=True,
+    ),
+    Option(
+        "--fault-command",
+        "CRM_CERT_FAULT_COMMANDS",
+        "external: NAME:inject=COMMAND or NAME:restore=COMMAND for a named fault, e.g. "
+        "'one-consumer-down:inject=kubectl scale deploy/crm-events-consumer --replicas=1' "
+        "(repeat the option; in the environment, separate entries with ';;')",
+        repeatable=True,
+    ),
+    Option(
+        "--certify",
+        "CRM_CERT_CERTIFY",
+        "write the certification report (reports/) at the end of the run",
+        is_flag=True,
+    ),
     Option("--reports-dir", "CRM_CERT_REPORTS_DIR", "where reports are written", "reports"),
 )
 
@@ -120,12 +144,15 @@ def resolve(get_option: Any, environ: dict[str, str] | None = None) -> HarnessSe
     external = None
     if stack == "external":
         missing = [
-            name for name in ("kafka_bootstrap", "prometheus_url", "alertmanager_url", "probe_url")
+            name
+            for name in ("kafka_bootstrap", "prometheus_url", "alertmanager_url", "probe_url")
             if not take(name)
         ]
         if missing:
             flags = ", ".join(f"--{m.replace('_', '-')}" for m in missing)
-            raise HarnessSettingsError(f"--stack=external needs {flags} (or their CRM_CERT_ variables)")
+            raise HarnessSettingsError(
+                f"--stack=external needs {flags} (or their CRM_CERT_ variables)"
+            )
         external = ExternalEndpoints(
             kafka_bootstrap=take("kafka_bootstrap"),
             prometheus_url=take("prometheus_url").rstrip("/"),
@@ -160,7 +187,9 @@ def _scale(entry: tuple[Any, str] | None, stack: str) -> Fraction:
     try:
         scale = Fraction(str(value)).limit_denominator(10_000)
     except (ValueError, ZeroDivisionError):
-        raise HarnessSettingsError(f"{source}={value!r}: must be a number or fraction like 1/15") from None
+        raise HarnessSettingsError(
+            f"{source}={value!r}: must be a number or fraction like 1/15"
+        ) from None
     if not 0 < scale <= 1:
         raise HarnessSettingsError(f"{source}={value!r}: must be greater than 0 and at most 1")
     return scale

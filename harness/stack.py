@@ -7,6 +7,7 @@ time scale, and named faults used as context managers that always roll back.
 from __future__ import annotations
 
 import contextlib
+import json
 import shlex
 import shutil
 import subprocess
@@ -24,7 +25,14 @@ import httpx
 from testcontainers.core.network import Network
 
 from harness import services as svc
-from harness.clients import EventProducer, ProbeClient, PrometheusApi, ensure_topic, exporter_metrics
+from harness.clients import (
+    ConsumerControl,
+    EventProducer,
+    ProbeClient,
+    PrometheusApi,
+    ensure_topic,
+    exporter_metrics,
+)
 from harness.images import ImageSet
 from harness.timescale import render_alertmanager_config, render_prometheus_config, render_rules
 from harness.waits import console, wait_until
@@ -90,6 +98,16 @@ class Stack:
     def fault(self, name: str, **params: object) -> contextlib.AbstractContextManager[None]:
         raise NotImplementedError
 
+    def group_members(self) -> float | None:
+        """Members of the group now: from kafka_exporter itself when reachable (no scrape
+        delay), else as Prometheus last scraped it."""
+        if self.endpoints.exporter_url:
+            metrics = exporter_metrics(self.endpoints.exporter_url)
+            return metrics.get(f'kafka_consumergroup_members{{consumergroup="{GROUP}"}}')
+        return PrometheusApi(self.endpoints.prometheus_url).value(
+            f'kafka_consumergroup_members{{consumergroup="{GROUP}"}}'
+        )
+
     def stop(self) -> None:
         """Release what the stack holds."""
 
@@ -148,7 +166,9 @@ class ContainerStack(Stack):
             *(svc.CrmEventsConsumer(image.app, run, net, i) for i in range(1, CONSUMER_COUNT + 1)),
         )
         self._add_proxy("probe", PROBE_ACCESS_PORT, f"{svc.PROBE}:{svc.PROBE_PORT}")
-        self._add_proxy("prometheus", PROMETHEUS_PROXY_PORT, f"{svc.PROMETHEUS}:{svc.Prometheus.PORT}")
+        self._add_proxy(
+            "prometheus", PROMETHEUS_PROXY_PORT, f"{svc.PROMETHEUS}:{svc.Prometheus.PORT}"
+        )
         self.endpoints = self._endpoints()
         self._warm_up()
 
@@ -181,16 +201,15 @@ class ContainerStack(Stack):
             "series for all 8 recording rules in Prometheus",
             lambda: not [rule for rule in RECORDING_RULES if not prometheus.query(rule)],
             timeout=STACK_START_TIMEOUT_S,
-            describe=lambda: "missing: "
-            + ", ".join(rule for rule in RECORDING_RULES if not prometheus.query(rule)),
+            describe=lambda: (
+                "missing: "
+                + ", ".join(rule for rule in RECORDING_RULES if not prometheus.query(rule))
+            ),
         )
         probe = ProbeClient(self.endpoints.probe_url)
-        wait_until("/ready to answer 200", lambda: probe.ready().ready, timeout=STACK_START_TIMEOUT_S)
-
-    def group_members(self) -> float | None:
-        assert self.endpoints.exporter_url
-        metrics = exporter_metrics(self.endpoints.exporter_url)
-        return metrics.get(f'kafka_consumergroup_members{{consumergroup="{GROUP}"}}')
+        wait_until(
+            "/ready to answer 200", lambda: probe.ready().ready, timeout=STACK_START_TIMEOUT_S
+        )
 
     def stop(self) -> None:
         """Remove every container and the network of this run, found by the run's label."""
@@ -270,8 +289,12 @@ class ContainerStack(Stack):
     def _add_proxy(self, name: str, listen_port: int, upstream: str) -> None:
         response = httpx.post(
             f"{self._toxiproxy_api}/proxies",
-            json={"name": name, "listen": f"0.0.0.0:{listen_port}", "upstream": upstream,
-                  "enabled": True},
+            json={
+                "name": name,
+                "listen": f"0.0.0.0:{listen_port}",
+                "upstream": upstream,
+                "enabled": True,
+            },
             timeout=5,
         )
         response.raise_for_status()
@@ -279,8 +302,12 @@ class ContainerStack(Stack):
     def add_latency(self, proxy: str, latency_ms: int) -> None:
         httpx.post(
             f"{self._toxiproxy_api}/proxies/{proxy}/toxics",
-            json={"name": "latency", "type": "latency", "stream": "downstream",
-                  "attributes": {"latency": latency_ms, "jitter": 0}},
+            json={
+                "name": "latency",
+                "type": "latency",
+                "stream": "downstream",
+                "attributes": {"latency": latency_ms, "jitter": 0},
+            },
             timeout=5,
         ).raise_for_status()
 
@@ -294,15 +321,17 @@ class ContainerStack(Stack):
     def docker_container(self, service: str):  # type: ignore[no-untyped-def]
         return self.containers[service].get_wrapped_container()
 
-    def stop_service(self, service: str) -> None:
-        """Stop without removing: the container keeps its state and its host ports."""
-        container = self.docker_container(service)
-        container.stop(timeout=10)
+    def stop_services(self, *services: str) -> None:
+        """Stop without removing, all at once: the containers keep their state and host ports."""
+        with ThreadPoolExecutor(max_workers=len(services)) as pool:
+            list(pool.map(lambda name: self.docker_container(name).stop(timeout=10), services))
 
-    def start_service(self, service: str) -> None:
-        """Start a stopped service again and wait for its readiness."""
-        self.docker_container(service).start()
-        self.wait_service_ready(service)
+    def start_services(self, *services: str) -> None:
+        """Start stopped services together, then wait for each one's readiness."""
+        for service in services:
+            self.docker_container(service).start()
+        for service in services:
+            self.wait_service_ready(service)
 
     def pause_service(self, service: str) -> None:
         self.docker_container(service).pause()
@@ -331,6 +360,18 @@ class ContainerStack(Stack):
         except docker.errors.NotFound:
             return "(container gone)"
 
+    def processed_ids(self, service: str, prefix: str) -> list[str]:
+        """Ids of the events a consumer logged as processed (one JSON line each), in order."""
+        ids = []
+        for line in self.docker_container(service).logs().decode(errors="replace").splitlines():
+            if '"event": "processed"' not in line:
+                continue
+            with contextlib.suppress(ValueError):
+                message_id = json.loads(line).get("id") or ""
+                if message_id.startswith(prefix):
+                    ids.append(message_id)
+        return ids
+
     def all_logs(self, tail: int = 80) -> dict[str, str]:
         return {service: self.logs(service, tail) for service in self.containers}
 
@@ -339,7 +380,11 @@ class ContainerStack(Stack):
     def start_probe(self, name: str, **env: str) -> ProbeClient:
         """A second probe on the stack network (published on 127.0.0.1), e.g. with other queries."""
         probe = svc.HealthProbe(
-            self.images.app, self.run_id, self.network, self.probe_env(**env), name=name,
+            self.images.app,
+            self.run_id,
+            self.network,
+            self.probe_env(**env),
+            name=name,
             limited=False,
         )
         probe.with_published_port(svc.PROBE_PORT).with_http_wait(svc.PROBE_PORT, "/health")
@@ -371,19 +416,18 @@ class ContainerStack(Stack):
             restore()
 
     def _faults(self) -> dict[str, tuple[Callable[..., None], Callable[[], None]]]:
-        consumers = [name for name in self.containers if name.startswith(f"{svc.CONSUMERS}-")]
-        first = f"{svc.CONSUMERS}-1"
+        consumers = [f"{svc.CONSUMERS}-{i}" for i in range(1, CONSUMER_COUNT + 1)]
 
-        def each(action: Callable[[str], None], names: list[str]) -> Callable[..., None]:
-            return lambda **_: [action(name) for name in names]  # type: ignore[func-returns-value]
+        def outage(*services: str) -> tuple[Callable[..., None], Callable[[], None]]:
+            return (lambda **_: self.stop_services(*services)), (
+                lambda: self.start_services(*services)
+            )
 
         return {
-            "one-consumer-down": (each(self.stop_service, [first]), each(self.start_service, [first])),
-            "consumers-down": (each(self.stop_service, consumers), each(self.start_service, consumers)),
-            "prometheus-down": (
-                each(self.stop_service, [svc.PROMETHEUS]), each(self.start_service, [svc.PROMETHEUS])
-            ),
-            "kafka-down": (each(self.stop_service, [svc.KAFKA]), each(self.start_service, [svc.KAFKA])),
+            "one-consumer-down": outage(consumers[0]),
+            "consumers-down": outage(*consumers),
+            "prometheus-down": outage(svc.PROMETHEUS),
+            "kafka-down": outage(svc.KAFKA),
             "prometheus-slow": (
                 lambda latency_ms=3000, **_: self.add_latency("prometheus", int(latency_ms)),
                 lambda: self.remove_latency("prometheus"),
@@ -395,8 +439,6 @@ class ContainerStack(Stack):
         }
 
     def _set_delays(self, delay_ms: int) -> None:
-        from harness.clients import ConsumerControl
-
         for url in self.endpoints.consumer_urls.values():
             ConsumerControl(url).set_delay_ms(delay_ms)
 
@@ -408,7 +450,10 @@ class ExternalStack(Stack):
     mode = "external"
 
     def __init__(
-        self, endpoints: Endpoints, scale: Fraction, allow_destructive: bool,
+        self,
+        endpoints: Endpoints,
+        scale: Fraction,
+        allow_destructive: bool,
         fault_commands: dict[str, dict[str, str]],
     ) -> None:
         self.endpoints = endpoints

@@ -32,7 +32,9 @@ def observe(probe: ProbeClient, prometheus: PrometheusApi) -> SteadyState:
     return SteadyState(consumers or 0.0, lag or 0.0, probe.ready().ready)
 
 
-def wait_for_steady_state(stack: Stack, probe: ProbeClient, prometheus: PrometheusApi) -> SteadyState:
+def wait_for_steady_state(
+    stack: Stack, probe: ProbeClient, prometheus: PrometheusApi
+) -> SteadyState:
     """/ready 200, 2 consumers, the backlog drained, and no CrmEvents alert pending or firing."""
     timeout = max(120.0, 3 * stack.window_s)
 

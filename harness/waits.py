@@ -70,7 +70,7 @@ def wait_until(
                 if result:
                     return result
                 last = result
-            except Exception as error:  # noqa: BLE001 - any failure means "not yet"
+            except Exception as error:
                 last = f"{type(error).__name__}: {error}"
             elapsed = time.monotonic() - started
             if elapsed >= timeout:
@@ -106,5 +106,7 @@ def hold_for(
                 )
             if elapsed >= duration:
                 return seen
-            status.update(f"checking that {what} holds ({elapsed:.0f}s of {duration:.0f}s)", elapsed)
+            status.update(
+                f"checking that {what} holds ({elapsed:.0f}s of {duration:.0f}s)", elapsed
+            )
             time.sleep(min(poll, max(0.0, duration - elapsed)))

@@ -1,4 +1,4 @@
-"""`python -m probe`: validate the settings, then serve under waitress (a production WSGI server)."""
+"""`python -m probe`: validate the settings, then serve under waitress (production WSGI)."""
 
 from __future__ import annotations
 

@@ -49,7 +49,9 @@ class Probe:
             extra={
                 "event": "evaluation",
                 "ready": evaluation.ready,
-                "checks": {c.check: {"value": c.value, "reason": c.reason} for c in evaluation.checks},
+                "checks": {
+                    c.check: {"value": c.value, "reason": c.reason} for c in evaluation.checks
+                },
                 "duration_ms": round(evaluation.duration_s * 1000, 1),
             },
         )
@@ -81,8 +83,13 @@ def ready() -> tuple[Response, int]:
     if evaluation is None:
         body = {
             "status": "not_ready",
-            "failed": [{"check": "evaluation", "reason": "prometheus_unavailable",
-                        "message": "evaluation did not finish within its time budget"}],
+            "failed": [
+                {
+                    "check": "evaluation",
+                    "reason": "prometheus_unavailable",
+                    "message": "evaluation did not finish within its time budget",
+                }
+            ],
         }
         return jsonify(body), 500
     status_code = 200 if evaluation.ready else 500

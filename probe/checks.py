@@ -6,8 +6,8 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass, field
-from functools import cached_property
 from datetime import UTC, datetime
+from functools import cached_property
 
 from probe.prometheus import PrometheusClient, QueryError, Sample
 from probe.settings import ProbeSettings
@@ -71,7 +71,7 @@ class Evaluation:
 
 
 def evaluate(settings: ProbeSettings, client: PrometheusClient) -> Evaluation:
-    """Run both checks. Prometheus failing (after its attempts) fails both: never ready unverified."""
+    """Run both checks. Prometheus failing after its attempts fails both: no unverified ready."""
     started = time.monotonic()
     deadline = started + settings.evaluation_budget_s
     queries = settings.queries
@@ -81,7 +81,10 @@ def evaluate(settings: ProbeSettings, client: PrometheusClient) -> Evaluation:
     except QueryError as error:
         checks = tuple(
             CheckResult(name, False, None, limit, "prometheus_unavailable", str(error))
-            for name, limit in ((SKEW, settings.skew_threshold), (CONSUMER_COUNT, settings.min_consumers))
+            for name, limit in (
+                (SKEW, settings.skew_threshold),
+                (CONSUMER_COUNT, settings.min_consumers),
+            )
         )
         answered = False
     else:
@@ -108,7 +111,11 @@ def skew_check(samples: list[Sample], threshold: float, window: str) -> CheckRes
     worst = max(sample.value for sample in samples)
     if worst > threshold:
         return CheckResult(
-            SKEW, False, worst, threshold, "threshold_exceeded",
+            SKEW,
+            False,
+            worst,
+            threshold,
+            "threshold_exceeded",
             f"skew {worst:g} > {threshold:g} over the {window} window",
         )
     return CheckResult(SKEW, True, worst, threshold)
@@ -122,7 +129,11 @@ def consumer_count_check(samples: list[Sample], minimum: int, window: str) -> Ch
     worst = min(sample.value for sample in samples)
     if worst < minimum:
         return CheckResult(
-            CONSUMER_COUNT, False, worst, minimum, "below_minimum",
+            CONSUMER_COUNT,
+            False,
+            worst,
+            minimum,
+            "below_minimum",
             f"{worst:g} consumers < {minimum} over the {window} window",
         )
     return CheckResult(CONSUMER_COUNT, True, worst, minimum)
@@ -133,7 +144,11 @@ def _unusable(check: str, samples: list[Sample], limit: float) -> CheckResult | 
     # health is itself broken.
     if not samples:
         return CheckResult(check, False, None, limit, "no_data", "the query returned no series")
-    bad = [sample.value for sample in samples if math.isnan(sample.value) or math.isinf(sample.value)]
+    bad = [
+        sample.value for sample in samples if math.isnan(sample.value) or math.isinf(sample.value)
+    ]
     if bad:
-        return CheckResult(check, False, None, limit, "invalid_value", f"value {bad[0]} in the result")
+        return CheckResult(
+            check, False, None, limit, "invalid_value", f"value {bad[0]} in the result"
+        )
     return None

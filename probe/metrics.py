@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
 
-# The *_created series only double the size of every scrape.
-disable_created_metrics()
-
 from probe.checks import Evaluation
 from probe.prometheus import QueryError
+
+# The *_created series only double the size of every scrape.
+disable_created_metrics()
 
 
 class ProbeMetrics:
@@ -17,24 +17,31 @@ class ProbeMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.checks = Counter(
-            "health_probe_checks_total", "Readiness check results.", ["check", "result"],
+            "health_probe_checks_total",
+            "Readiness check results.",
+            ["check", "result"],
             registry=self.registry,
         )
         self.status = Gauge(
-            "health_probe_status", "1 when the last evaluation was ready, else 0.",
+            "health_probe_status",
+            "1 when the last evaluation was ready, else 0.",
             registry=self.registry,
         )
         self.duration = Histogram(
-            "health_probe_duration_seconds", "Time one evaluation took, queries included.",
+            "health_probe_duration_seconds",
+            "Time one evaluation took, queries included.",
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 1.5, 2, 3, 5),
             registry=self.registry,
         )
         self.prometheus_errors = Counter(
-            "health_probe_prometheus_errors_total", "Failed Prometheus query attempts by kind.",
-            ["kind"], registry=self.registry,
+            "health_probe_prometheus_errors_total",
+            "Failed Prometheus query attempts by kind.",
+            ["kind"],
+            registry=self.registry,
         )
         self.prometheus_retries = Counter(
-            "health_probe_prometheus_retries_total", "Prometheus query attempts after a failure.",
+            "health_probe_prometheus_retries_total",
+            "Prometheus query attempts after a failure.",
             registry=self.registry,
         )
         self.last_success = Gauge(

@@ -37,7 +37,7 @@ class SettingsError(ValueError):
 
 @dataclass(frozen=True)
 class ProbeSettings:
-    """Every setting of the probe; each comes from the environment variable of its name in capitals."""
+    """Every setting of the probe, each from the environment variable of its name in capitals."""
 
     prom_url: str = "http://prometheus:9090"
     prom_timeout_ms: int = 1500
@@ -56,7 +56,9 @@ class ProbeSettings:
     log_level: str = "INFO"
 
     def __post_init__(self) -> None:
-        problems = [f"{name.upper()}={getattr(self, name)}: {why}" for name, why in self._problems()]
+        problems = [
+            f"{name.upper()}={getattr(self, name)}: {why}" for name, why in self._problems()
+        ]
         if problems:
             raise SettingsError("; ".join(problems))
 
@@ -133,6 +135,7 @@ class ProbeSettings:
     @property
     def queries(self) -> dict[str, str]:
         """The two PromQL queries in force, by check name."""
+
         def render(template: str) -> str:
             return Template(template).substitute(group=self.consumer_group, window=self.window)
 

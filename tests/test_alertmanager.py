@@ -23,6 +23,8 @@ from tests.tools import (
     run_tool,
 )
 
+pytestmark = [pytest.mark.claim("am.routing")]
+
 WEBHOOK = "http://alert-webhook:9096/alerts"
 ROUTING_MATCHERS = ['team="crm"', 'service="crm-events-sse"', 'product="aetherlink"']
 # Alertmanager 0.25 and current releases both accept these; the legacy forms only some do.

@@ -24,6 +24,8 @@ from tests.tools import (
     recording_rules,
 )
 
+pytestmark = [pytest.mark.claim("grafana.dashboard")]
+
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
 GROUP = 'consumergroup="crm-events-sse"'
 

@@ -139,8 +139,8 @@ def test_query_templates_and_window_are_settings(prometheus, settings, serve):
     probe_settings = settings(
         window_minutes=1 / 3,
         consumer_group="other.group",
-        skew_query="max_over_time(kafka:group_skew_ratio{consumergroup=\"$group\"}[$window])",
-        consumers_query="min_over_time(kafka:group_consumer_count{consumergroup=\"$group\"}[$window])",
+        skew_query='max_over_time(kafka:group_skew_ratio{consumergroup="$group"}[$window])',
+        consumers_query='min_over_time(kafka:group_consumer_count{consumergroup="$group"}[$window])',
     )
     serve(probe_settings).get("/ready")
     assert prometheus.queries == [

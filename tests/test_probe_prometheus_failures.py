@@ -42,7 +42,9 @@ def test_refused_connection_is_retried_then_prometheus_unavailable(settings, ser
     ],
     ids=["html", "no-data", "matrix", "non-number", "http-503"],
 )
-def test_garbage_answers_are_retried_then_prometheus_unavailable(prometheus, settings, serve, garbage):
+def test_garbage_answers_are_retried_then_prometheus_unavailable(
+    prometheus, settings, serve, garbage
+):
     prometheus.skew = garbage
     client = serve(settings())
     response = client.get("/ready")

@@ -62,7 +62,7 @@ def test_environment_sets_every_field():
         ("PROM_URL", "prometheus:9090"),
         ("CONSUMER_GROUP", 'crm"} or vector(1) #'),
         ("CONSUMER_GROUP", ""),
-        ("SKEW_QUERY", "max(kafka:group_skew_ratio{consumergroup=\"$group\"}[$range])"),
+        ("SKEW_QUERY", 'max(kafka:group_skew_ratio{consumergroup="$group"}[$range])'),
         ("CONSUMERS_QUERY", "kafka:group_consumer_count"),
         ("LOG_LEVEL", "chatty"),
     ],

@@ -25,6 +25,8 @@ from tests.tools import (
     recording_rules,
 )
 
+pytestmark = [pytest.mark.claim("rules.recording"), pytest.mark.claim("rules.alerts")]
+
 # The seed's claims, as its checklist wrote them.
 SEED_RECORDING_RULES = {
     "kafka:group_consumer_count",

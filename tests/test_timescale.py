@@ -27,6 +27,8 @@ from harness.timescale import (
 )
 from tests.tools import ALERTMANAGER_YML, PROMETHEUS_YML, RULES_DIR, check_tool
 
+pytestmark = [pytest.mark.claim("rules.time_scale")]
+
 DRILL_SCALE = Fraction(1, 15)
 UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 DURATION = re.compile(r"([0-9]+)(ms|s|m|h|d)")

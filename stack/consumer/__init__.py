@@ -1,1 +1,1 @@
-"""The CRM events consumer: group crm-events-sse, at-least-once, with a settable processing delay."""
+"""The CRM events consumer: group crm-events-sse, at-least-once, settable processing delay."""

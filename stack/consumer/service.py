@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 import waitress
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 from flask import Flask, Response, jsonify, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -59,24 +59,31 @@ class ConsumerMetrics:
         self.registry = CollectorRegistry()
         labels = ["topic", "partition"]
         self.processed = Counter(
-            "crm_events_consumer_messages_processed", "Messages processed and committed.",
-            labels, registry=self.registry,
+            "crm_events_consumer_messages_processed",
+            "Messages processed and committed.",
+            labels,
+            registry=self.registry,
         )
         self.bytes = Counter(
-            "crm_events_consumer_bytes_processed", "Bytes of message values processed.",
-            labels, registry=self.registry,
+            "crm_events_consumer_bytes_processed",
+            "Bytes of message values processed.",
+            labels,
+            registry=self.registry,
         )
         self.last_processed = Gauge(
             "crm_events_consumer_last_processed_timestamp_seconds",
             "Unix time the last message of a partition was processed.",
-            labels, registry=self.registry,
+            labels,
+            registry=self.registry,
         )
         self.delay = Gauge(
             "crm_events_consumer_processing_delay_seconds",
-            "Processing delay applied to every message.", registry=self.registry,
+            "Processing delay applied to every message.",
+            registry=self.registry,
         )
         self.assigned = Gauge(
-            "crm_events_consumer_assigned_partitions", "Partitions assigned to this consumer.",
+            "crm_events_consumer_assigned_partitions",
+            "Partitions assigned to this consumer.",
             registry=self.registry,
         )
 
@@ -124,7 +131,9 @@ class CrmEventsConsumer:
                 error = message.error()
                 if error:
                     if error.code() != KafkaError._PARTITION_EOF:
-                        log.warning("consume error", extra={"event": "kafka_error", "error": str(error)})
+                        log.warning(
+                            "consume error", extra={"event": "kafka_error", "error": str(error)}
+                        )
                     continue
                 self._process(message)
         finally:
@@ -136,7 +145,12 @@ class CrmEventsConsumer:
     def _process(self, message: Message) -> None:
         if self._delay_s:
             self.stopping.wait(self._delay_s)
-        self._kafka.commit(message=message, asynchronous=False)
+        try:
+            self._kafka.commit(message=message, asynchronous=False)
+        except KafkaException as error:
+            # The broker is unreachable or the group is rebalancing: the offset stays where it
+            # was and the message is delivered again later (at-least-once), never lost.
+            log.warning("commit failed", extra={"event": "commit_failed", "error": str(error)})
         topic, partition = message.topic() or "", str(message.partition())
         value = message.value() or b""
         self.metrics.processed.labels(topic, partition).inc()
@@ -156,11 +170,15 @@ class CrmEventsConsumer:
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         self.metrics.assigned.set(len(partitions))
-        log.info("assigned", extra={"event": "assigned", "partitions": [p.partition for p in partitions]})
+        log.info(
+            "assigned", extra={"event": "assigned", "partitions": [p.partition for p in partitions]}
+        )
 
     def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
         self.metrics.assigned.set(0)
-        log.info("revoked", extra={"event": "revoked", "partitions": [p.partition for p in partitions]})
+        log.info(
+            "revoked", extra={"event": "revoked", "partitions": [p.partition for p in partitions]}
+        )
 
 
 def control_app(consumer: CrmEventsConsumer) -> Flask:

@@ -17,7 +17,7 @@ log = logging.getLogger("webhook")
 
 
 def create_app() -> Flask:
-    """POST /alerts records one notification; GET /alerts lists them; DELETE /alerts forgets them."""
+    """POST /alerts records a notification; GET /alerts lists them; DELETE /alerts forgets."""
     app = Flask("webhook")
     notifications: list[dict[str, object]] = []
     lock = threading.Lock()
@@ -59,7 +59,9 @@ def create_app() -> Flask:
 
 def main() -> int:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-    waitress.serve(create_app(), host="0.0.0.0", port=int(os.environ.get("PORT", "9096")), threads=4)
+    waitress.serve(
+        create_app(), host="0.0.0.0", port=int(os.environ.get("PORT", "9096")), threads=4
+    )
     return 0
 
 

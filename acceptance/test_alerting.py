@@ -1,0 +1,176 @@
+"""Alerting end to end: both consumers stopped, through Prometheus and Alertmanager to the webhook.
+
+One episode: a silence on CrmEventsServiceDown is created first (the checklist's emergency
+procedure), both consumers are stopped, ServiceDown fires and stays suppressed, the silence is
+expired and ServiceDown is delivered; CrmEventsUnderReplicatedConsumers fires too but is inhibited
+by ServiceDown and never delivered; the consumers come back and the resolution is delivered.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from harness.steady import wait_for_steady_state
+from harness.waits import hold_for, wait_until
+
+SERVICE_DOWN = "CrmEventsServiceDown"
+UNDER_REPLICATED = "CrmEventsUnderReplicatedConsumers"
+CLEAN_LABELS = {"team": "crm", "service": "crm-events-sse", "product": "aetherlink"}
+
+
+@dataclass
+class AlertingEpisode:
+    t0: float
+    members_zero_at: float = 0.0
+    service_down_firing_at: float = 0.0
+    under_replicated_firing_at: float = 0.0
+    silenced_state: dict = field(default_factory=dict)
+    inhibited_state: dict = field(default_factory=dict)
+    delivered_while_silenced: list = field(default_factory=list)
+    delivered_after_expiry: list = field(default_factory=list)
+    delivered_at: float = 0.0
+    silence_expired_at: float = 0.0
+    resolved_delivered: list = field(default_factory=list)
+    under_replicated_deliveries: list = field(default_factory=list)
+
+    def since(self, moment: float) -> float:
+        return round(moment - self.t0, 1)
+
+
+def am_alert(alertmanager, name: str) -> dict | None:
+    alerts = alertmanager.alerts(name)
+    return alerts[0] if alerts else None
+
+
+@pytest.fixture(scope="module")
+def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode:
+    wait_for_steady_state(stack, probe, prometheus)
+    webhook.clear()
+    episode = AlertingEpisode(t0=time.monotonic())
+    silence = alertmanager.create_silence(
+        {"alertname": SERVICE_DOWN}, minutes=60, comment="Planned consumer-down drill"
+    )
+    alert_timeout = stack.seconds(7 * 60) + 30 * stack.scrape_s + 30
+    try:
+        with stack.fault("consumers-down"):
+            wait_until(
+                "kafka_exporter to report 0 members", lambda: stack.group_members() == 0, timeout=60
+            )
+            episode.members_zero_at = time.monotonic()
+            wait_until(
+                f"{SERVICE_DOWN} firing in Prometheus",
+                lambda: prometheus.alert_state(SERVICE_DOWN) == "firing",
+                timeout=alert_timeout,
+            )
+            episode.service_down_firing_at = time.monotonic()
+            episode.silenced_state = wait_until(
+                f"Alertmanager to hold {SERVICE_DOWN} as silenced",
+                lambda: (
+                    (a := am_alert(alertmanager, SERVICE_DOWN)) and a["status"]["silencedBy"] and a
+                ),
+                timeout=30,
+            )
+            # Long enough for a notification to have gone out had the silence not held.
+            hold_for(
+                f"no {SERVICE_DOWN} delivery while silenced",
+                lambda: not webhook.delivered(SERVICE_DOWN),
+                duration=max(3.0, stack.seconds(30) * 3),
+            )
+            episode.delivered_while_silenced = webhook.delivered(SERVICE_DOWN)
+            wait_until(
+                f"{UNDER_REPLICATED} firing in Prometheus",
+                lambda: prometheus.alert_state(UNDER_REPLICATED) == "firing",
+                timeout=alert_timeout,
+            )
+            episode.under_replicated_firing_at = time.monotonic()
+            episode.inhibited_state = wait_until(
+                f"Alertmanager to hold {UNDER_REPLICATED} as inhibited",
+                lambda: (
+                    (a := am_alert(alertmanager, UNDER_REPLICATED))
+                    and a["status"]["inhibitedBy"]
+                    and a
+                ),
+                timeout=30,
+            )
+            alertmanager.expire_silence(silence)
+            episode.silence_expired_at = time.monotonic()
+            episode.delivered_after_expiry = wait_until(
+                f"{SERVICE_DOWN} delivered to the webhook after the silence expired",
+                lambda: webhook.delivered(SERVICE_DOWN),
+                timeout=stack.seconds(5 * 60) + 30,
+            )
+            episode.delivered_at = time.monotonic()
+    finally:
+        if not episode.silence_expired_at:  # the episode failed before expiring it: roll back
+            alertmanager.expire_silence(silence)
+    episode.resolved_delivered = wait_until(
+        f"the resolution of {SERVICE_DOWN} delivered",
+        lambda: webhook.delivered(SERVICE_DOWN, status="resolved"),
+        timeout=stack.seconds(10 * 60) + 60,
+    )
+    episode.under_replicated_deliveries = [
+        n
+        for n in webhook.notifications()
+        if any(a["labels"].get("alertname") == UNDER_REPLICATED for a in n["payload"]["alerts"])
+    ]
+    return episode
+
+
+@pytest.mark.claim("am.delivery")
+@pytest.mark.destructive
+def test_service_down_fires_after_its_for_and_is_delivered_with_clean_labels(
+    stack, alerting, evidence
+):
+    fired_after = alerting.service_down_firing_at - alerting.members_zero_at
+    evidence.record(
+        f"{SERVICE_DOWN} firing after the group emptied",
+        round(fired_after, 1),
+        "s",
+        f"for: {stack.seconds(300):g}s (5m)",
+    )
+    evidence.record(
+        "delivered after the silence expired",
+        round(alerting.delivered_at - alerting.silence_expired_at, 1),
+        "s",
+        f"group_wait {stack.seconds(30):g}s (30s)",
+    )
+    # It cannot fire before its for: has elapsed since the group emptied (less one scrape and
+    # one evaluation, the most by which Prometheus can lag kafka_exporter's own report).
+    assert fired_after >= stack.seconds(300) - 2 * stack.scrape_s
+    [delivered, *_] = alerting.delivered_after_expiry
+    assert {k: delivered["labels"].get(k) for k in CLEAN_LABELS} == CLEAN_LABELS
+    assert delivered["labels"].get("consumergroup") == "crm-events-sse"
+    assert delivered["annotations"].get("runbook_url")
+
+
+@pytest.mark.claim("am.inhibition")
+@pytest.mark.destructive
+def test_under_replicated_is_active_but_inhibited_and_never_delivered(alerting, evidence):
+    state = alerting.inhibited_state["status"]
+    evidence.record(f"{UNDER_REPLICATED} state in Alertmanager", state["state"])
+    evidence.record("inhibitedBy", state["inhibitedBy"])
+    assert state["state"] == "suppressed"
+    assert state["inhibitedBy"], state
+    assert alerting.under_replicated_deliveries == []
+
+
+@pytest.mark.claim("am.silence")
+@pytest.mark.destructive
+def test_a_silence_suppresses_the_firing_alert_and_expiring_it_lets_it_through(alerting, evidence):
+    state = alerting.silenced_state["status"]
+    evidence.record(f"{SERVICE_DOWN} state while silenced", state["state"])
+    assert state["state"] == "suppressed" and state["silencedBy"], state
+    assert alerting.delivered_while_silenced == []
+    assert alerting.delivered_after_expiry, "not delivered after the silence expired"
+
+
+@pytest.mark.claim("am.resolved")
+@pytest.mark.destructive
+def test_recovery_resolves_the_alert_and_the_resolution_is_delivered(alerting, evidence):
+    [resolved, *_] = alerting.resolved_delivered
+    evidence.record("resolved notification", resolved["labels"]["alertname"])
+    assert resolved["status"] == "resolved"
+    assert resolved["labels"]["alertname"] == SERVICE_DOWN

@@ -1,0 +1,85 @@
+"""Security and limits of the running stack: internal-only probe, limits, non-root, under load."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from harness import services as svc
+
+LOAD_CALLERS = 8
+LOAD_SECONDS = 15
+MAX_REQUESTS = 5_000
+
+
+@pytest.mark.claim("docker.probe_internal")
+@pytest.mark.containers_only
+def test_running_probe_has_no_host_port_and_restarts_unless_stopped(containers, evidence):
+    attrs = containers.docker_container(svc.PROBE).attrs
+    bindings = attrs["HostConfig"].get("PortBindings") or {}
+    published = {
+        port: spec for port, spec in (attrs["NetworkSettings"]["Ports"] or {}).items() if spec
+    }
+    evidence.record("host port bindings", bindings)
+    evidence.record("restart policy", attrs["HostConfig"]["RestartPolicy"]["Name"])
+    assert bindings == {} and published == {}
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert list(attrs["NetworkSettings"]["Networks"]) == [containers.network.name]
+
+
+@pytest.mark.claim("security.limits")
+@pytest.mark.containers_only
+def test_probe_runs_with_the_checklist_limits_and_survives_a_bounded_load(
+    containers, probe, evidence
+):
+    container = containers.docker_container(svc.PROBE)
+    host = container.attrs["HostConfig"]
+    evidence.record("cpu limit", host["NanoCpus"] / 1e9, "CPU")
+    evidence.record("memory limit", host["Memory"] / 2**20, "MiB")
+    assert host["NanoCpus"] == 100_000_000
+    assert host["Memory"] == 64 * 2**20
+
+    codes: list[int] = []
+    deadline = time.monotonic() + LOAD_SECONDS
+
+    def caller() -> None:
+        with httpx.Client(base_url=probe.url, timeout=10) as client:
+            for _ in range(MAX_REQUESTS // LOAD_CALLERS):
+                if time.monotonic() >= deadline:
+                    return
+                codes.append(client.get("/ready").status_code)
+
+    peak = 0.0
+    threads = [threading.Thread(target=caller) for _ in range(LOAD_CALLERS)]
+    for thread in threads:
+        thread.start()
+    while any(thread.is_alive() for thread in threads):
+        stats = container.stats(stream=False)
+        peak = max(
+            peak, stats["memory_stats"].get("max_usage", stats["memory_stats"].get("usage", 0))
+        )
+        time.sleep(1)
+    container.reload()
+    evidence.record("requests during the load", len(codes))
+    evidence.record("peak memory under load", round(peak / 2**20, 1), "MiB", "limit 64 MiB")
+    evidence.record("OOM killed", container.attrs["State"]["OOMKilled"])
+    evidence.record("restarts", container.attrs["RestartCount"])
+    assert codes and set(codes) == {200}, f"answers under load: {sorted(set(codes))}"
+    assert not container.attrs["State"]["OOMKilled"]
+    assert container.attrs["RestartCount"] == 0
+    assert probe.health() == 200
+
+
+@pytest.mark.claim("security.non_root")
+@pytest.mark.containers_only
+def test_app_containers_run_as_non_root(containers, evidence):
+    for service, container in containers.containers.items():
+        if not isinstance(container, svc.AppContainer):
+            continue
+        result = container.get_wrapped_container().exec_run(["id", "-u"])
+        uid = int(result.output.decode().strip())
+        evidence.record(f"{service} uid", uid)
+        assert uid != 0, f"{service} runs as root"

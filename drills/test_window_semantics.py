@@ -1,0 +1,168 @@
+"""Window semantics: the default queries against the original checklist's literal ones.
+
+A second probe runs the checklist's queries (max_over_time of skew, min_over_time of consumers)
+beside the stack's probe. Both watch the same short skew spike and the same consumer loss. The
+defaults must not flip on a spike shorter than the window and must recover promptly; what the
+literal queries do is recorded (DESIGN.md section 4 predicts: they flip on the spike at once and
+stay unready for a window after the consumers are back).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pytest
+
+from harness.clients import EventProducer, ProbeClient
+from harness.stack import TOPIC
+from harness.steady import wait_for_steady_state
+from harness.timeline import Episode, Moment
+
+SPIKE_EVENTS = 60
+SEED_QUERIES = {
+    "SKEW_QUERY": 'max_over_time(kafka:group_skew_ratio{consumergroup="$group"}[$window])',
+    "CONSUMERS_QUERY": 'min_over_time(kafka:group_consumer_count{consumergroup="$group"}[$window])',
+}
+
+pytestmark = [pytest.mark.containers_only, pytest.mark.destructive]
+
+
+@dataclass
+class Comparison:
+    spike: Episode
+    spike_start: float
+    spike_end: float
+    loss: Episode
+    members_dropped: float
+    group_whole: float
+
+
+def both(seed: ProbeClient):
+    def extra() -> dict[str, object]:
+        answer = seed.ready()
+        return {"seed_status": answer.status_code, "seed_failed": answer.failed_messages}
+
+    return extra
+
+
+@pytest.fixture(scope="module")
+def comparison(containers, probe, prometheus) -> Comparison:
+    stack = containers
+    seed = stack.start_probe("seed-queries-probe", **SEED_QUERIES)
+    try:
+        wait_for_steady_state(stack, probe, prometheus)
+        # A spike: a small hot-key backlog that drains in well under one window.
+        spike = Episode(stack, probe, extra=both(seed))
+        drain_s = stack.window_s / 3
+        with stack.fault("consumers-slow", delay_ms=max(20, round(drain_s / SPIKE_EVENTS * 1000))):
+            EventProducer(stack.endpoints.kafka_bootstrap, TOPIC).produce(
+                SPIKE_EVENTS, key="TESTKEY", prefix="spike"
+            )
+            spike_start = spike.mark("spike produced")
+            spike.watch_until(
+                "the spike to drain (lag gone)",
+                lambda m: (
+                    (
+                        prometheus.value(
+                            'max(kafka:group_partition_lag{consumergroup="crm-events-sse"})'
+                        )
+                        or 0
+                    )
+                    == 0
+                ),
+                timeout=stack.window_s + 60,
+            )
+        spike_end = spike.mark("spike drained")
+        # Watch one more window: a flip can only come from samples inside it.
+        spike.watch_until(
+            "one window after the spike",
+            lambda m: m.t >= spike_end + stack.window_s + 3 * stack.scrape_s,
+            timeout=stack.window_s + 60,
+        )
+
+        wait_for_steady_state(stack, probe, prometheus)
+        loss = Episode(stack, probe, extra=both(seed))
+        with stack.fault("one-consumer-down"):
+            dropped = loss.watch_until("1 member", lambda m: m.members == 1, timeout=60)
+            loss.watch_until(
+                "the default probe to flip",
+                lambda m: not m.ready,
+                timeout=stack.window_s + 20 * stack.scrape_s + 30,
+            )
+        whole = loss.watch_until("2 members again", lambda m: m.members == 2, timeout=120)
+        loss.watch_until(
+            "both probes ready again",
+            lambda m: m.ready and m.extra["seed_status"] == 200,
+            timeout=2 * stack.window_s + 60,
+        )
+        return Comparison(spike, spike_start, spike_end, loss, dropped.t, whole.t)
+    finally:
+        stack.remove("seed-queries-probe")
+
+
+def first_unready(moments: list[Moment], seed: bool) -> Moment | None:
+    key = (lambda m: m.extra["seed_status"] != 200) if seed else (lambda m: not m.ready)
+    return next((m for m in moments if key(m)), None)
+
+
+@pytest.mark.claim("window.spike")
+def test_default_queries_never_flip_on_a_spike_shorter_than_the_window(stack, comparison, evidence):
+    spike = comparison.spike
+    evidence.record(
+        "spike duration",
+        round(comparison.spike_end - comparison.spike_start, 1),
+        "s",
+        f"window {stack.window_s:g}s (5m)",
+    )
+    evidence.observe("short skew spike", moments=spike.to_json(), marks=spike.marks)
+    flip = first_unready(spike.moments, seed=False)
+    assert flip is None, f"the default probe flipped on a short spike: {flip}"
+
+
+@pytest.mark.claim("window.recovery")
+def test_default_queries_recover_promptly_after_the_consumer_is_back(stack, comparison, evidence):
+    loss = comparison.loss
+    ready = loss.first(lambda m: m.ready, after=comparison.group_whole)
+    assert ready is not None
+    recovered = ready.t - comparison.group_whole
+    evidence.record("default probe ready after the group was whole", round(recovered, 1), "s")
+    evidence.observe("consumer loss", moments=loss.to_json(), marks=loss.marks)
+    assert recovered <= 5 * stack.scrape_s + 0.5
+
+
+@pytest.mark.claim("window.seed_queries")
+def test_the_checklists_literal_queries_flap_on_the_spike_and_recover_a_window_late(
+    stack, comparison, evidence
+):
+    spike_flip = first_unready(comparison.spike.moments, seed=True)
+    loss = comparison.loss
+    seed_ready = loss.first(lambda m: m.extra["seed_status"] == 200, after=comparison.group_whole)
+    seed_flip = next(
+        (
+            m
+            for m in loss.moments
+            if m.t >= comparison.members_dropped and m.extra["seed_status"] != 200
+        ),
+        None,
+    )
+    evidence.record(
+        "seed queries: 500 after the spike began",
+        round(spike_flip.t - comparison.spike_start, 1) if spike_flip else None,
+        "s",
+    )
+    evidence.record(
+        "seed queries: 500 after the consumer loss",
+        round(seed_flip.t - comparison.members_dropped, 1) if seed_flip else None,
+        "s",
+    )
+    evidence.record(
+        "seed queries: ready after the group was whole",
+        round(seed_ready.t - comparison.group_whole, 1) if seed_ready else None,
+        "s",
+        f"window {stack.window_s:g}s (5m)",
+    )
+    assert spike_flip is not None, "max_over_time of skew did not flip on the spike"
+    assert (
+        seed_ready is not None
+        and seed_ready.t - comparison.group_whole >= stack.window_s - 3 * stack.scrape_s
+    )

@@ -1,0 +1,229 @@
+"""The certification items: the original checklist's claims, each to be proved by tests.
+
+Tests point at items with `@pytest.mark.claim("item.id")`; the report gives each item PASS when
+every test marked with it passed, FAIL when one failed, NOT RUN when none ran. The checklist is
+the list of what must be proved; which test proves it lives only in the test's marker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: str
+    section: str
+    text: str
+    required: bool = True
+
+
+SECTIONS = (
+    "Health probe endpoints",
+    "Windowed queries (anti-flapping)",
+    "Safety configuration",
+    "Docker integration",
+    "Prometheus rules",
+    "Alertmanager configuration",
+    "Grafana dashboard",
+    "Smoke test",
+    "Hot-key skew drill",
+    "Resilience drills",
+    "Security and limits",
+)
+
+CLAIMS = (
+    Claim(
+        "stack.up",
+        "Docker integration",
+        "The whole stack starts; kafka_exporter reports the group with 2 members; all 8 "
+        "recording rules have series; /ready is 200",
+    ),
+    Claim("probe.health", "Health probe endpoints", "`GET /health` always returns 200 (liveness)"),
+    Claim(
+        "probe.status",
+        "Health probe endpoints",
+        "`GET /status` returns JSON with window_minutes, skew_threshold, min_consumers, matching "
+        "the settings in force",
+    ),
+    Claim(
+        "probe.metrics",
+        "Health probe endpoints",
+        "`GET /metrics` exposes health_probe_checks_total, health_probe_status, "
+        "health_probe_duration_seconds (six probe metrics) and Prometheus scrapes them",
+    ),
+    Claim(
+        "probe.ready",
+        "Health probe endpoints",
+        "`GET /ready` returns 200 when skew <= 4 and consumers >= 2, 500 naming each failed "
+        "check otherwise",
+    ),
+    Claim(
+        "window.spike",
+        "Windowed queries (anti-flapping)",
+        "A skew spike shorter than the window does not flip the probe",
+    ),
+    Claim(
+        "window.recovery",
+        "Windowed queries (anti-flapping)",
+        "After the consumers are back the probe is ready again promptly, not a window later",
+    ),
+    Claim(
+        "window.seed_queries",
+        "Windowed queries (anti-flapping)",
+        "The original checklist's literal queries (max_over_time skew, min_over_time "
+        "consumers), run beside the defaults on the same faults",
+        required=False,
+    ),
+    Claim(
+        "safety.settings",
+        "Safety configuration",
+        "PROM_TIMEOUT_MS=1500, PROM_RETRIES=2, WINDOW_MINUTES=5 (scaled) are in force",
+    ),
+    Claim(
+        "safety.prometheus_outage",
+        "Safety configuration",
+        "Prometheus down: /ready is 500 prometheus_unavailable within timeout x attempts + "
+        "backoff, retries are counted, /health stays 200, ready again within one evaluation "
+        "after Prometheus is back",
+    ),
+    Claim(
+        "safety.prometheus_slow",
+        "Safety configuration",
+        "Prometheus slower than PROM_TIMEOUT_MS: timeouts counted, /ready bounded by timeout x "
+        "attempts + backoff",
+    ),
+    Claim(
+        "docker.probe_internal",
+        "Docker integration",
+        "The probe has no host port mapping (internal network only), restart unless-stopped, "
+        "in the compose file and in the running stack",
+    ),
+    Claim(
+        "docker.consumer_healthcheck",
+        "Docker integration",
+        "The consumers' healthcheck calls http://crm-events-health:9011/ready",
+    ),
+    Claim(
+        "rules.recording",
+        "Prometheus rules",
+        "8 recording rules, values certified by promtool at production durations (safe "
+        "math: finite skew at zero lag)",
+    ),
+    Claim(
+        "rules.alerts",
+        "Prometheus rules",
+        "12 alerts with team/service/product/severity labels and summary/description/runbook "
+        "annotations, each firing at exactly its for: (promtool)",
+    ),
+    Claim(
+        "rules.time_scale",
+        "Prometheus rules",
+        "The live stack's rules differ from the production files only in durations",
+    ),
+    Claim(
+        "am.routing",
+        "Alertmanager configuration",
+        "Routes by team/service/product to the on-call receiver (amtool)",
+    ),
+    Claim(
+        "am.delivery",
+        "Alertmanager configuration",
+        "CrmEventsServiceDown fires after its for: and is delivered with clean labels "
+        "team=crm, service=crm-events-sse, product=aetherlink",
+    ),
+    Claim(
+        "am.inhibition",
+        "Alertmanager configuration",
+        "CrmEventsServiceDown inhibits CrmEventsUnderReplicatedConsumers (active, inhibited, "
+        "never delivered)",
+    ),
+    Claim(
+        "am.silence",
+        "Alertmanager configuration",
+        "A silence created through the API suppresses a firing alert; expiring it lets the "
+        "alert through again",
+    ),
+    Claim(
+        "am.resolved",
+        "Alertmanager configuration",
+        "Recovery resolves the alerts and resolved notifications are delivered",
+    ),
+    Claim(
+        "grafana.dashboard",
+        "Grafana dashboard",
+        "The dashboard (uid crm-events-pipeline) has 19 panels; panel 18 uses "
+        "kafka:group_consumer_count, panel 19 kafka:group_skew_ratio; provisioning files valid",
+    ),
+    Claim(
+        "grafana.live_queries",
+        "Grafana dashboard",
+        "Every panel query runs against the live Prometheus; panels 13, 17, 18, 19 return data "
+        "for the group",
+    ),
+    Claim(
+        "grafana.provisioned",
+        "Grafana dashboard",
+        "Grafana auto-provisions the dashboard at start-up (needs a Grafana image)",
+        required=False,
+    ),
+    Claim("smoke.baseline", "Smoke test", "Baseline: /ready is 200"),
+    Claim(
+        "smoke.consumer_down",
+        "Smoke test",
+        "One consumer stopped: /ready stays 200 while the loss is younger than the window, then "
+        "500 with `consumer_count check failed`",
+    ),
+    Claim(
+        "smoke.recovery",
+        "Smoke test",
+        "Consumer started again: /ready is 200 within two scrape intervals (plus the "
+        "exporter's refresh) of the group being whole",
+    ),
+    Claim(
+        "skew.hot_partition",
+        "Hot-key skew drill",
+        "300 events with key TESTKEY: per-partition lag shows one hot partition",
+    ),
+    Claim(
+        "skew.no_flap",
+        "Hot-key skew drill",
+        "/ready stays 200 while the skew is younger than the window",
+    ),
+    Claim(
+        "skew.flip",
+        "Hot-key skew drill",
+        "/ready turns 500 (`skew check failed`) once the skew has held for the whole window",
+    ),
+    Claim(
+        "skew.alert",
+        "Hot-key skew drill",
+        "CrmEventsHotKeySkewHigh fires after its (scaled) 12m for: and not before",
+    ),
+    Claim(
+        "skew.recovery",
+        "Hot-key skew drill",
+        "After the backlog drains /ready is 200 again and the alert resolves",
+    ),
+    Claim(
+        "drill.broker_loss",
+        "Resilience drills",
+        "Kafka stopped while producing: after its restart every acknowledged event is consumed "
+        "at least once",
+    ),
+    Claim(
+        "drill.rebalance",
+        "Resilience drills",
+        "A third consumer joins and leaves under steady production: nothing lost, the probe "
+        "does not flap, the group-size query shows the change",
+    ),
+    Claim(
+        "security.limits",
+        "Security and limits",
+        "The probe runs with 0.10 CPU and 64M, and stays healthy, never OOM-killed, under a "
+        "bounded /ready load",
+    ),
+    Claim("security.non_root", "Security and limits", "The app containers run as non-root"),
+)
+
+BY_ID = {claim.id: claim for claim in CLAIMS}

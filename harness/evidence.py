@@ -1,0 +1,58 @@
+"""What a test measured, kept for the report: named values and timelines, with the time scale.
+
+A test asks for the `evidence` fixture and records what it observed. Nothing else feeds the
+certification report: an item the tests did not measure is NOT RUN, never PASS.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Measurement:
+    name: str
+    value: Any
+    unit: str = ""
+    # For durations: the production duration this one stands for, e.g. "5m window".
+    against: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "value": self.value, "unit": self.unit, "against": self.against}
+
+
+@dataclass
+class Evidence:
+    """Measurements and timelines of one test."""
+
+    test: str
+    time_scale: str
+    started: float = field(default_factory=time.time)
+    measurements: list[Measurement] = field(default_factory=list)
+    timelines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    _t0: float = field(default_factory=time.monotonic)
+
+    def record(self, name: str, value: Any, unit: str = "", against: str = "") -> Any:
+        """Keep one measured value; returns it so a test can record and assert in one line."""
+        self.measurements.append(Measurement(name, value, unit, against))
+        return value
+
+    def seconds_since_start(self) -> float:
+        return time.monotonic() - self._t0
+
+    def observe(self, timeline: str, **values: Any) -> None:
+        """Add one point (the values seen now) to a named timeline."""
+        self.timelines.setdefault(timeline, []).append(
+            {"t": round(self.seconds_since_start(), 2)} | values
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "test": self.test,
+            "time_scale": self.time_scale,
+            "started": self.started,
+            "measurements": [m.to_json() for m in self.measurements],
+            "timelines": self.timelines,
+        }
