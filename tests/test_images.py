@@ -1,0 +1,298 @@
+"""The offline images' logic that runs without Docker: tags, selection, the Kafka image's
+KAFKA_* -> server.properties rule, the exporter's command line and its /metrics filter."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.machinery
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from harness import images
+
+IMAGES = Path(images.__file__).resolve().parent.parent / "stack" / "images"
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """Import an extension-less script (the images' entry points) as a module."""
+    loader = importlib.machinery.SourceFileLoader(name, str(path))
+    spec = importlib.util.spec_from_loader(name, loader)
+    assert spec is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up while the class is made
+    loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def kafka_run() -> ModuleType:
+    return load_script(IMAGES / "kafka" / "run", "kafka_run")
+
+
+@pytest.fixture(scope="module")
+def exporter() -> ModuleType:
+    return load_script(IMAGES / "kafka-exporter" / "kafka_exporter", "kafka_exporter_wrapper")
+
+
+# --- tags and selection ---------------------------------------------------------------------
+
+
+def test_every_image_has_a_dockerfile_and_a_stable_input_tag() -> None:
+    first, second = images.offline_tags(), images.offline_tags()
+    assert first == second
+    assert list(first) == images.ORDER
+    for name, tag in first.items():
+        assert (IMAGES / name / "Dockerfile").is_file() or name == "base"
+        assert re.fullmatch(rf"crm-cert/{name}:[0-9a-f]{{12}}", tag), tag
+
+
+def test_a_parent_change_changes_the_child_tags(monkeypatch: pytest.MonkeyPatch) -> None:
+    before = images.offline_tags()
+    monkeypatch.setattr(images, "DEBIAN_SUITE", "trixie")
+    monkeypatch.setitem(
+        images.SPECS,
+        "base",
+        dataclasses.replace(images.SPECS["base"], pins=("trixie", images.DEBIAN_MIRROR)),
+    )
+    after = images.offline_tags()
+    for name in ("base", "kafka", "kafka-exporter", "prometheus", "alertmanager", "app"):
+        assert before[name] != after[name], name
+    assert before["toxiproxy"] == after["toxiproxy"]  # FROM scratch: no parent
+
+
+def test_upstream_defaults_and_the_app_image_is_always_local() -> None:
+    up = images.UPSTREAM
+    assert up.kafka == "apache/kafka:3.9.1"
+    assert up.kafka_exporter.startswith("danielqsj/kafka-exporter:")
+    assert up.app == images.offline_images().app
+    assert images.offline_images().grafana is None
+
+
+def test_selection_and_overrides_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("CRM_CERT_IMAGES", raising=False)
+    for f in dataclasses.fields(images.ImageSet):
+        monkeypatch.delenv(f"CRM_CERT_IMAGE_{f.name.upper()}", raising=False)
+    assert images.image_set() == images.UPSTREAM
+    monkeypatch.setenv("CRM_CERT_IMAGES", "offline")
+    assert images.image_set() == images.offline_images()
+    assert images.image_set("upstream") == images.UPSTREAM  # an explicit choice wins
+    monkeypatch.setenv("CRM_CERT_IMAGE_KAFKA", "example/kafka:1")
+    monkeypatch.setenv("CRM_CERT_IMAGE_GRAFANA", "")
+    chosen = images.image_set("upstream")
+    assert chosen.kafka == "example/kafka:1"
+    assert chosen.grafana is None
+    with pytest.raises(ValueError, match="selection"):
+        images.image_set("nightly")
+
+
+def test_ensure_images_builds_nothing_when_every_local_image_is_overridden(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for f in dataclasses.fields(images.ImageSet):
+        monkeypatch.setenv(f"CRM_CERT_IMAGE_{f.name.upper()}", f"example/{f.name}:1")
+
+    def no_build(*_args: object, **_kwargs: object) -> None:
+        raise AssertionError("nothing should be built")
+
+    monkeypatch.setattr(images.Builder, "build", no_build)
+    assert images.ensure_images("offline").kafka == "example/kafka:1"
+
+
+def test_base_package_list_has_what_the_images_need() -> None:
+    text = (IMAGES / "base" / "packages.txt").read_text()
+    packages = {line.split("#")[0].strip() for line in text.splitlines()} - {""}
+    assert {
+        "openjdk-17-jre-headless",
+        "python3",
+        "python3-venv",
+        "prometheus",
+        "prometheus-alertmanager",
+        "ca-certificates",
+        "tini",
+        "curl",
+    } <= packages
+
+
+def test_kafka_is_pinned_to_3_9() -> None:
+    pom = (IMAGES / "kafka" / "pom.xml").read_text()
+    assert re.search(r"<kafka.version>3\.9\.\d+</kafka.version>", pom)
+    assert "Kafka 4.0 removed" in (IMAGES / "kafka" / "Dockerfile").read_text()
+
+
+# --- the Kafka image's launcher ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "prop"),
+    [
+        ("KAFKA_NODE_ID", "node.id"),
+        ("KAFKA_LISTENER_SECURITY_PROTOCOL_MAP", "listener.security.protocol.map"),
+        ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "offsets.topic.replication.factor"),
+        ("KAFKA_LOG_DIRS", "log.dirs"),
+        ("KAFKA_LISTENER_NAME_INTERNAL_SASL__ENABLED", "listener.name.internal.sasl_enabled"),
+        ("KAFKA_CONFLUENT___SUPPORT", "confluent-support"),
+    ],
+)
+def test_kafka_property_names_follow_the_upstream_rule(
+    kafka_run: ModuleType, variable: str, prop: str
+) -> None:
+    assert kafka_run.property_name(variable) == prop
+
+
+def test_kafka_properties_skip_jvm_and_logging_variables(kafka_run: ModuleType) -> None:
+    env = {
+        "KAFKA_NODE_ID": "1",
+        "KAFKA_HEAP_OPTS": "-Xmx1g",
+        "KAFKA_OPTS": "-Dx=1",
+        "KAFKA_LOG4J_LOGGERS": "kafka=WARN",
+        "CLUSTER_ID": "abc",
+        "PATH": "/bin",
+    }
+    assert kafka_run.server_properties(env) == {"node.id": "1"}
+
+
+def test_kafka_defaults_fill_only_what_is_unset(kafka_run: ModuleType) -> None:
+    env = {"KAFKA_LOG_DIRS": "/var/lib/kafka/data"}
+    kafka_run.apply_defaults(env)
+    assert env["KAFKA_LOG_DIRS"] == "/var/lib/kafka/data"
+    assert env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    assert env["CLUSTER_ID"]
+
+
+def test_kafka_listeners_default_to_the_advertised_ones_on_all_interfaces(
+    kafka_run: ModuleType,
+) -> None:
+    env = {
+        "KAFKA_PROCESS_ROLES": "broker",
+        "CLUSTER_ID": "x",
+        "KAFKA_ADVERTISED_LISTENERS": "INTERNAL://kafka:19092,EXTERNAL://127.0.0.1:9094",
+    }
+    kafka_run.configure(env)
+    assert env["KAFKA_LISTENERS"] == "INTERNAL://0.0.0.0:19092,EXTERNAL://0.0.0.0:9094"
+
+
+def test_kafka_storage_is_formatted_only_once(
+    kafka_run: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[list[str]] = []
+
+    def fake_run(command: list[str], **_kwargs: object) -> subprocess.CompletedProcess[str]:
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(kafka_run.subprocess, "run", fake_run)
+    env = {"CLUSTER_ID": "x"}
+    props = {"log.dirs": str(tmp_path / "a")}
+    kafka_run.format_storage(env, props)
+    assert len(calls) == 1 and "kafka.tools.StorageTool" in calls[0]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "meta.properties").write_text("cluster.id=x\n")
+    kafka_run.format_storage(env, props)
+    assert len(calls) == 1  # a restarted container keeps its storage
+
+
+# --- the exporter's command line and /metrics -------------------------------------------------
+
+
+def test_exporter_takes_kafka_exporter_flags(exporter: ModuleType) -> None:
+    options = exporter.parse_args(
+        [
+            "--kafka.server=kafka:19092",
+            "--kafka.server",
+            "kafka2:19092",
+            "--kafka.version=3.9.1",
+            "--web.listen-address=:9308",
+            "--offset.show-all",
+            "--concurrent.enable",
+            "--topic.workers=10",
+        ]
+    )
+    assert options.servers == ["kafka:19092", "kafka2:19092"]
+    assert options.version == "3.9.1"
+    assert options.listen == ":9308"
+    assert exporter.split_address(options.listen) == ("", 9308)
+
+
+@pytest.mark.parametrize(
+    "flag",
+    ["--sasl.enabled", "--tls.enabled", "--no-offset.show-all", "--zookeeper.server=z:2181", "--x"],
+)
+def test_exporter_refuses_what_it_cannot_do(exporter: ModuleType, flag: str) -> None:
+    with pytest.raises(exporter.UsageError):
+        exporter.parse_args([flag])
+
+
+def test_exporter_renders_a_collector_config(
+    exporter: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(exporter, "TEMPLATE", IMAGES / "kafka-exporter" / "collector.yaml.tmpl")
+    options = exporter.parse_args(["--kafka.server=kafka:19092", "--kafka.version=3.9.1"])
+    text = exporter.render_config(options, 39308)
+    assert 'brokers: ["kafka:19092"]' in text
+    assert 'protocol_version: "3.9.1"' in text
+    assert 'collection_interval: "1s"' in text
+    assert 'endpoint: "127.0.0.1:39308"' in text
+    assert "$" not in text.replace("${", "")
+    yaml = pytest.importorskip("yaml")
+    config = yaml.safe_load(text)
+    assert config["receivers"]["kafkametrics"]["scrapers"] == ["brokers", "topics", "consumers"]
+
+
+def test_exporter_renames_every_series_kafka_exporter_has() -> None:
+    template = (IMAGES / "kafka-exporter" / "collector.yaml.tmpl").read_text()
+    for name in (
+        "kafka_brokers",
+        "kafka_topic_partitions",
+        "kafka_topic_partition_current_offset",
+        "kafka_topic_partition_oldest_offset",
+        "kafka_consumergroup_current_offset",
+        "kafka_consumergroup_current_offset_sum",
+        "kafka_consumergroup_lag",
+        "kafka_consumergroup_lag_sum",
+        "kafka_consumergroup_members",
+    ):
+        assert f'set(metric.name, "{name}")' in template, name
+
+
+def test_exporter_filter_leaves_kafka_exporter_labels_only(exporter: ModuleType) -> None:
+    collector_output = "\n".join(
+        [
+            "# HELP kafka_consumergroup_lag Current Approximate Lag",
+            "# TYPE kafka_consumergroup_lag gauge",
+            'kafka_consumergroup_lag{consumergroup="crm-events-sse",otel_scope_name="",'
+            'otel_scope_schema_url="",otel_scope_version="",partition="0",topic="crm.events"} 5',
+            'kafka_consumergroup_lag{consumergroup="a\\"b,c}",otel_scope_name="",partition="1",'
+            'topic="crm.events"} 7',
+            'kafka_brokers{otel_scope_name="",otel_scope_version=""} 1',
+            "# HELP target_info Target metadata",
+            "# TYPE target_info gauge",
+            'target_info{kafka_cluster_alias="x"} 1',
+            'kafka_topic_partitions{otel_scope_name="",topic="__consumer_offsets"} 50',
+        ]
+    )
+    out = exporter.filter_exposition(collector_output, re.compile("^__"), re.compile("^$"))
+    assert out.splitlines() == [
+        "# HELP kafka_consumergroup_lag Current Approximate Lag",
+        "# TYPE kafka_consumergroup_lag gauge",
+        'kafka_consumergroup_lag{consumergroup="crm-events-sse",partition="0",'
+        'topic="crm.events"} 5',
+        'kafka_consumergroup_lag{consumergroup="a\\"b,c}",partition="1",topic="crm.events"} 7',
+        "kafka_brokers 1",
+    ]
+    out = exporter.filter_exposition(collector_output, re.compile("^$"), re.compile("^a"))
+    assert 'a\\"b' not in out and 'topic="__consumer_offsets"' in out
+
+
+def test_collector_manifest_pins_one_contrib_version() -> None:
+    manifest = (IMAGES / "kafka-exporter" / "builder.yaml").read_text()
+    versions = set(re.findall(r"opentelemetry-collector-contrib/\S+ (v[\d.]+)", manifest))
+    assert len(versions) == 1, versions
+    assert images.OTELCOL_BUILDER.rsplit("@", 1)[1].startswith("v0.140.")
