@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -222,8 +223,7 @@ class EventProducer:
         acked: list[str] = []
         failed: list[str] = []
 
-        def on_delivery(error: object, message: object) -> None:
-            message_id = dict(message.headers() or [])["id"].decode()  # type: ignore[attr-defined]
+        def on_delivery(message_id: str, error: object) -> None:
             (failed if error else acked).append(message_id)
 
         for _ in range(count):
@@ -233,7 +233,14 @@ class EventProducer:
             raise AssertionError(f"{remaining} events not acknowledged within {flush_timeout_s}s")
         return acked
 
-    def send_one(self, key: str | None, partition: int | None, prefix: str, on_delivery) -> str:  # type: ignore[no-untyped-def]
+    def send_one(
+        self,
+        key: str | None,
+        partition: int | None,
+        prefix: str,
+        on_delivery: Callable[[str, object], None],
+    ) -> str:
+        """Queue one event; `on_delivery(id, error)` runs when Kafka acknowledges or gives up."""
         message_id = f"{prefix}-{uuid.uuid4().hex[:12]}"
         extra = {} if partition is None else {"partition": partition}
         while True:
@@ -243,7 +250,7 @@ class EventProducer:
                     value=f'{{"id":"{message_id}","type":"crm.event"}}'.encode(),
                     key=key.encode() if key else None,
                     headers={"id": message_id},
-                    on_delivery=on_delivery,
+                    on_delivery=lambda error, _message: on_delivery(message_id, error),
                     **extra,
                 )
                 break

@@ -41,8 +41,7 @@ class SteadyProducer:
         self._stop.set()
         self._thread.join(timeout=10)
 
-    def _on_delivery(self, error: object, message: object) -> None:
-        message_id = dict(message.headers() or [])["id"].decode()  # type: ignore[attr-defined]
+    def _on_delivery(self, message_id: str, error: object) -> None:
         with self._lock:
             (self.failed if error else self.acked).append(message_id)
 

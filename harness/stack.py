@@ -133,7 +133,10 @@ class ContainerStack(Stack):
         started = time.monotonic()
         try:
             self._start()
-        except BaseException:
+        except BaseException as error:
+            # The containers are about to go: keep what they said in the error.
+            for service, text in self.all_logs(tail=40).items():
+                error.add_note(f"--- {service} (last 40 lines) ---\n{text}")
             self.stop()
             raise
         self.startup_s["total"] = time.monotonic() - started
