@@ -135,7 +135,7 @@ def test_service_down_fires_after_its_for_and_is_delivered_with_clean_labels(
         "delivered after the silence expired",
         round(alerting.delivered_at - alerting.silence_expired_at, 1),
         "s",
-        f"group_wait {stack.seconds(30):g}s (30s)",
+        f"next group_interval tick, {stack.seconds(300):g}s (5m)",
     )
     # It cannot fire before its for: has elapsed since the group emptied (less one scrape and
     # one evaluation, the most by which Prometheus can lag kafka_exporter's own report).

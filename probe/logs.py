@@ -32,3 +32,5 @@ def configure_logging(level: str) -> None:
     root.setLevel(level.upper())
     # waitress warns at every queued request under load; queueing is not an error here.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    # httpx logs every request at INFO; the probe logs its own line per evaluation instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

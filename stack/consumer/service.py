@@ -170,6 +170,11 @@ class CrmEventsConsumer:
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         self.metrics.assigned.set(len(partitions))
+        # Series from the first assignment on, at 0: rates over them are 0, not absent.
+        for assigned in partitions:
+            labels = (assigned.topic, str(assigned.partition))
+            self.metrics.processed.labels(*labels)
+            self.metrics.bytes.labels(*labels)
         log.info(
             "assigned", extra={"event": "assigned", "partitions": [p.partition for p in partitions]}
         )
