@@ -64,7 +64,7 @@ def test_prometheus_outage_fails_closed_and_recovers(stack, probe, prometheus, e
     back = time.monotonic()
     wait_until("/ready 200 after Prometheus is back", lambda: probe.ready().ready, timeout=60)
     recovered = time.monotonic() - back
-    evidence.record("Prometheus restart (stop to ready)", round(back - restoring, 1), "s")
+    evidence.record("Prometheus start to ready", round(back - restoring, 1), "s")
     evidence.record(
         "ready after Prometheus answered again",
         round(recovered, 1),

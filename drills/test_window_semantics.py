@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.clients import EventProducer, ProbeClient
-from harness.stack import TOPIC
+from harness.stack import GROUP, TOPIC
 from harness.steady import wait_for_steady_state
 from harness.timeline import Episode, Moment
 
@@ -37,10 +37,17 @@ class Comparison:
     group_whole: float
 
 
-def both(seed: ProbeClient):
+def both(seed: ProbeClient, prometheus):
+    """Per moment: the seed-query probe's answer and the skew Prometheus holds."""
+
     def extra() -> dict[str, object]:
         answer = seed.ready()
-        return {"seed_status": answer.status_code, "seed_failed": answer.failed_messages}
+        skew = prometheus.value(f'max(kafka:group_skew_ratio{{consumergroup="{GROUP}"}})')
+        return {
+            "seed_status": answer.status_code,
+            "seed_failed": answer.failed_messages,
+            "skew": skew,
+        }
 
     return extra
 
@@ -52,36 +59,31 @@ def comparison(containers, probe, prometheus) -> Comparison:
     try:
         wait_for_steady_state(stack, probe, prometheus)
         # A spike: a small hot-key backlog that drains in well under one window.
-        spike = Episode(stack, probe, extra=both(seed))
+        spike = Episode(stack, probe, extra=both(seed, prometheus))
         drain_s = stack.window_s / 3
         with stack.fault("consumers-slow", delay_ms=max(20, round(drain_s / SPIKE_EVENTS * 1000))):
             EventProducer(stack.endpoints.kafka_bootstrap, TOPIC).produce(
                 SPIKE_EVENTS, key="TESTKEY", prefix="spike"
             )
-            spike_start = spike.mark("spike produced")
-            spike.watch_until(
-                "the spike to drain (lag gone)",
-                lambda m: (
-                    (
-                        prometheus.value(
-                            'max(kafka:group_partition_lag{consumergroup="crm-events-sse"})'
-                        )
-                        or 0
-                    )
-                    == 0
-                ),
+            spike.mark("spike produced")
+            began = spike.watch_until(
+                "skew above 4 in Prometheus", lambda m: (m.extra["skew"] or 0) > 4, timeout=60
+            )
+            ended = spike.watch_until(
+                "skew back to 4 or less",
+                lambda m: (m.extra["skew"] or 0) <= 4,
                 timeout=stack.window_s + 60,
             )
-        spike_end = spike.mark("spike drained")
         # Watch one more window: a flip can only come from samples inside it.
         spike.watch_until(
             "one window after the spike",
-            lambda m: m.t >= spike_end + stack.window_s + 3 * stack.scrape_s,
+            lambda m: m.t >= ended.t + stack.window_s + 3 * stack.scrape_s,
             timeout=stack.window_s + 60,
         )
+        spike_start, spike_end = began.t, ended.t
 
         wait_for_steady_state(stack, probe, prometheus)
-        loss = Episode(stack, probe, extra=both(seed))
+        loss = Episode(stack, probe, extra=both(seed, prometheus))
         with stack.fault("one-consumer-down"):
             dropped = loss.watch_until("1 member", lambda m: m.members == 1, timeout=60)
             loss.watch_until(
@@ -115,6 +117,7 @@ def test_default_queries_never_flip_on_a_spike_shorter_than_the_window(stack, co
         f"window {stack.window_s:g}s (5m)",
     )
     evidence.observe("short skew spike", moments=spike.to_json(), marks=spike.marks)
+    assert comparison.spike_end - comparison.spike_start < stack.window_s, "not a short spike"
     flip = first_unready(spike.moments, seed=False)
     assert flip is None, f"the default probe flipped on a short spike: {flip}"
 

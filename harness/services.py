@@ -164,6 +164,7 @@ class Toxiproxy(StackContainer):
     def __init__(self, image: str, run_id: str, network: Network, listen_ports: list[int]) -> None:
         super().__init__(image, TOXIPROXY, run_id, network)
         self.with_command(["-host=0.0.0.0", f"-port={self.API_PORT}"])
+        self.with_env("LOG_LEVEL", "warn")  # its default logs every connection at trace level
         self.with_published_port(self.API_PORT)
         for port in listen_ports:
             self.with_published_port(port)

@@ -7,6 +7,7 @@ time scale, and named faults used as context managers that always roll back.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import shlex
 import shutil
@@ -19,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
+from typing import IO
 
 import docker
 import httpx
@@ -59,6 +61,7 @@ RECORDING_RULES = (
 PROBE_ACCESS_PORT = 19011
 PROMETHEUS_PROXY_PORT = 19090
 STACK_START_TIMEOUT_S = 180
+MACHINE_LOCK = Path(tempfile.gettempdir()) / "crm-cert-stack.lock"
 
 
 @dataclass
@@ -126,10 +129,12 @@ class ContainerStack(Stack):
         self.containers: dict[str, svc.StackContainer] = {}
         self.startup_s: dict[str, float] = {}
         self._docker = docker.from_env()
+        self._lock_file: IO[str] | None = None
 
     # -- start and stop -------------------------------------------------------------------
 
     def start(self) -> ContainerStack:
+        self._hold_machine_lock()
         started = time.monotonic()
         try:
             self._start()
@@ -214,6 +219,16 @@ class ContainerStack(Stack):
             "/ready to answer 200", lambda: probe.ready().ready, timeout=STACK_START_TIMEOUT_S
         )
 
+    def _hold_machine_lock(self) -> None:
+        """One stack at a time on a machine: timings mean nothing when two share the cores.
+        A second run waits here until the first one's stack is gone."""
+        self._lock_file = MACHINE_LOCK.open("a")
+        try:
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            console.print(f"another run holds {MACHINE_LOCK}: waiting for its stack to go")
+            fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+
     def stop(self) -> None:
         """Remove every container and the network of this run, found by the run's label."""
         for container in self._docker.containers.list(
@@ -225,6 +240,9 @@ class ContainerStack(Stack):
             with contextlib.suppress(docker.errors.NotFound):
                 network.remove()
         shutil.rmtree(self.workdir, ignore_errors=True)
+        if self._lock_file is not None:
+            self._lock_file.close()  # releases the machine lock
+            self._lock_file = None
 
     # -- configuration --------------------------------------------------------------------
 
