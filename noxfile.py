@@ -1,10 +1,10 @@
-"""Sessions: `nox -s certify` is the main job; `nox` runs lint, unit and certify (what CI runs)."""
+"""Sessions: `nox -s certify` is the main job; `nox` runs lint, certify and external (CI)."""
 
 from __future__ import annotations
 
 import nox
 
-nox.options.sessions = ["lint", "unit", "certify"]
+nox.options.sessions = ["lint", "certify", "external"]
 nox.options.reuse_existing_virtualenvs = True
 
 REPORTS = "reports"
@@ -41,7 +41,9 @@ def images(session: nox.Session) -> None:
 def acceptance(session: nox.Session) -> None:
     """Smoke test, endpoint contracts, alerting, dashboards, security against the live stack."""
     install(session, "test")
-    session.run("pytest", "acceptance", f"--junitxml={REPORTS}/junit-acceptance.xml", *session.posargs)
+    session.run(
+        "pytest", "acceptance", f"--junitxml={REPORTS}/junit-acceptance.xml", *session.posargs
+    )
 
 
 @nox.session(default=False)
@@ -53,10 +55,31 @@ def drill(session: nox.Session) -> None:
 
 @nox.session
 def certify(session: nox.Session) -> None:
-    """The main job: images, the stack, acceptance and drills, then the report in reports/."""
+    """The main job: images, the stack, unit + acceptance + drills, then the report in reports/."""
     install(session, "test")
     session.run(
-        "pytest", "acceptance", "drills", "--certify", f"--junitxml={REPORTS}/junit-certify.xml",
+        "pytest",
+        "tests",
+        "acceptance",
+        "drills",
+        "--certify",
+        f"--reports-dir={REPORTS}",
+        f"--junitxml={REPORTS}/junit-certify.xml",
+        *session.posargs,
+    )
+
+
+@nox.session
+def external(session: nox.Session) -> None:
+    """External mode against the project's own stack, started separately by harness.external."""
+    install(session, "test")
+    session.run(
+        "python",
+        "-m",
+        "harness.external",
+        "acceptance",
+        "drills",
+        f"--junitxml={REPORTS}/junit-external.xml",
         *session.posargs,
     )
 
