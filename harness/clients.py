@@ -52,7 +52,7 @@ class ProbeClient:
     def status(self) -> dict:
         response = self._http.get("/status")
         response.raise_for_status()
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
     def metrics(self) -> dict[str, float]:
         """Every sample of /metrics, keyed like `name{label="value"}` (labels sorted)."""
@@ -79,7 +79,7 @@ class PrometheusApi:
         self._http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_S)
 
     def query(self, promql: str) -> list[dict]:
-        return self._connect.custom_query(query=promql)  # type: ignore[no-any-return]
+        return self._connect.custom_query(query=promql)
 
     def values(self, promql: str) -> list[float]:
         return [float(item["value"][1]) for item in self.query(promql)]
@@ -95,7 +95,7 @@ class PrometheusApi:
         """Alerts Prometheus holds (pending and firing), from /api/v1/alerts."""
         response = self._http.get("/api/v1/alerts")
         response.raise_for_status()
-        return response.json()["data"]["alerts"]  # type: ignore[no-any-return]
+        return response.json()["data"]["alerts"]
 
     def alert_state(self, name: str) -> str:
         """'firing', 'pending' or 'inactive' for an alert name (the worst of its series)."""
@@ -126,7 +126,7 @@ class AlertmanagerApi:
         params = {"filter": f'alertname="{name}"'} if name else {}
         response = self._http.get("/api/v2/alerts", params=params)
         response.raise_for_status()
-        return response.json()  # type: ignore[no-any-return]
+        return response.json()
 
     def create_silence(self, matchers: dict[str, str], minutes: float, comment: str) -> str:
         now = datetime.now(UTC)
@@ -142,7 +142,7 @@ class AlertmanagerApi:
         }
         response = self._http.post("/api/v2/silences", json=silence)
         response.raise_for_status()
-        return response.json()["silenceID"]  # type: ignore[no-any-return]
+        return response.json()["silenceID"]
 
     def expire_silence(self, silence_id: str) -> None:
         self._http.delete(f"/api/v2/silence/{silence_id}").raise_for_status()
@@ -158,7 +158,7 @@ class WebhookClient:
     def notifications(self) -> list[dict]:
         response = self._http.get("/alerts")
         response.raise_for_status()
-        return response.json()["notifications"]  # type: ignore[no-any-return]
+        return response.json()["notifications"]
 
     def delivered(self, alertname: str, status: str = "firing") -> list[dict]:
         """Each delivered alert of that name and status, with the notification's time."""
@@ -242,7 +242,6 @@ class EventProducer:
     ) -> str:
         """Queue one event; `on_delivery(id, error)` runs when Kafka acknowledges or gives up."""
         message_id = f"{prefix}-{uuid.uuid4().hex[:12]}"
-        extra = {} if partition is None else {"partition": partition}
         while True:
             try:
                 self._producer.produce(
@@ -251,7 +250,7 @@ class EventProducer:
                     key=key.encode() if key else None,
                     headers={"id": message_id},
                     on_delivery=lambda error, _message: on_delivery(message_id, error),
-                    **extra,
+                    partition=-1 if partition is None else partition,  # -1: the partitioner
                 )
                 break
             except BufferError:
@@ -260,7 +259,7 @@ class EventProducer:
         return message_id
 
     def flush(self, timeout_s: float) -> int:
-        return self._producer.flush(timeout_s)  # type: ignore[no-any-return]
+        return self._producer.flush(timeout_s)
 
 
 def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:

@@ -26,7 +26,7 @@ def fault_commands(stack: ContainerStack) -> list[str]:
     """NAME:inject=... and NAME:restore=... entries, as a user would write them."""
 
     def name(service: str) -> str:
-        return stack.docker_container(service).name  # type: ignore[no-any-return]
+        return stack.docker_container(service).name
 
     consumers = [name(f"{svc.CONSUMERS}-{i}") for i in range(1, CONSUMER_COUNT + 1)]
     outages = {

@@ -75,7 +75,7 @@ class CertificationReport:
                 self.results[item.nodeid] = TestResult(item.nodeid, claims)
 
     @pytest.hookimpl(hookwrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
         outcome = yield
         report = outcome.get_result()
         result = self.results.get(item.nodeid)

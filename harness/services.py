@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
@@ -46,7 +46,7 @@ class StackContainer(DockerContainer):
     """A container of one run of the stack."""
 
     def __init__(
-        self, image: str, service: str, run_id: str, network: Network, **docker_kwargs: object
+        self, image: str, service: str, run_id: str, network: Network, **docker_kwargs: Any
     ) -> None:
         super().__init__(image, labels={LABEL: run_id, SERVICE_LABEL: service}, **docker_kwargs)
         self.service = service

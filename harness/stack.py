@@ -339,7 +339,7 @@ class ContainerStack(Stack):
 
     # -- service control (fault hooks) ----------------------------------------------------
 
-    def docker_container(self, service: str):  # type: ignore[no-untyped-def]
+    def docker_container(self, service: str):
         return self.containers[service].get_wrapped_container()
 
     def stop_services(self, *services: str) -> None:

@@ -50,7 +50,7 @@ class WaitTimeout(AssertionError):
 
 def wait_until(
     what: str,
-    condition: Callable[[], T],
+    condition: Callable[[], T | None],
     timeout: float,
     poll: float = 0.5,
     describe: Callable[[], str] | None = None,

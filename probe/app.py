@@ -67,7 +67,7 @@ def create_app(settings: ProbeSettings, client: PrometheusClient | None = None) 
 
 
 def _probe() -> Probe:
-    return current_app.extensions["probe"]  # type: ignore[no-any-return]
+    return current_app.extensions["probe"]
 
 
 @endpoints.get("/health")

@@ -156,8 +156,8 @@ class CrmEventsConsumer:
         self.metrics.processed.labels(topic, partition).inc()
         self.metrics.bytes.labels(topic, partition).inc(len(value))
         self.metrics.last_processed.labels(topic, partition).set(time.time())
-        headers = dict(message.headers() or [])
-        message_id = headers.get("id", b"").decode() if headers.get("id") else None
+        header = dict(message.headers() or []).get("id")
+        message_id = header.decode() if isinstance(header, bytes) else header
         log.info(
             "processed",
             extra={
