@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import httpx
 import pytest
+
+from harness.waits import wait_until
 
 DASHBOARD = (
     Path(__file__).resolve().parent.parent / "stack/grafana/dashboards/crm_events_pipeline.json"
@@ -37,3 +40,34 @@ def test_every_panel_query_runs_and_the_key_panels_have_data(prometheus, steady_
         evidence.record(f"panel {panel_id} series", len(series))
     assert errors == []
     assert empty_key_panels == []
+
+
+@pytest.mark.claim("grafana.provisioned")
+@pytest.mark.containers_only
+def test_grafana_provisions_the_dashboard_at_start_up(containers, evidence):
+    if not containers.images.grafana:
+        pytest.skip(
+            "no Grafana image in this image set (offline): the dashboard is checked "
+            "statically and by running its queries"
+        )
+    url = containers.start_grafana()
+    try:
+        auth = ("admin", "crm-cert")
+        dashboard = wait_until(
+            "Grafana to serve the provisioned dashboard by uid",
+            lambda: (
+                (
+                    r := httpx.get(f"{url}/api/dashboards/uid/crm-events-pipeline", auth=auth)
+                ).status_code
+                == 200
+                and r.json()
+            ),
+            timeout=60,
+        )
+        datasource = httpx.get(f"{url}/api/datasources/uid/prometheus", auth=auth).json()
+        evidence.record("panels served by Grafana", len(dashboard["dashboard"]["panels"]))
+        evidence.record("datasource url", datasource.get("url"))
+        assert len(dashboard["dashboard"]["panels"]) == 19
+        assert datasource.get("url") == "http://prometheus:9090"
+    finally:
+        containers.remove("grafana")

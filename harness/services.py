@@ -7,6 +7,7 @@ before start so that a stopped and restarted container keeps it.
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 from typing import Any, Self
@@ -17,6 +18,9 @@ from testcontainers.core.wait_strategies import HttpWaitStrategy, LogMessageWait
 
 LABEL = "crm-cert.run"
 SERVICE_LABEL = "crm-cert.service"
+# host and pid of the process that started the container: lets a later run remove what a killed
+# run left behind, and only that.
+OWNER_LABEL = "crm-cert.owner"
 STARTUP_TIMEOUT_S = 90
 
 # The stack's host names (the configs under stack/ use them).
@@ -28,11 +32,16 @@ PROBE = "crm-events-health"
 CONSUMERS = "crm-events-consumer"
 WEBHOOK = "alert-webhook"
 TOXIPROXY = "toxiproxy"
+GRAFANA = "grafana"
 
 KAFKA_INTERNAL = f"{KAFKA}:19092"
 CONSUMER_METRICS_PORT = 9400
 PROBE_PORT = 9011
 WEBHOOK_PORT = 9096
+
+
+def owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def free_port() -> int:
@@ -48,7 +57,8 @@ class StackContainer(DockerContainer):
     def __init__(
         self, image: str, service: str, run_id: str, network: Network, **docker_kwargs: Any
     ) -> None:
-        super().__init__(image, labels={LABEL: run_id, SERVICE_LABEL: service}, **docker_kwargs)
+        labels = {LABEL: run_id, SERVICE_LABEL: service, OWNER_LABEL: owner()}
+        super().__init__(image, labels=labels, **docker_kwargs)
         self.service = service
         self.with_network(network).with_network_aliases(service)
         self.with_name(f"crm-cert-{run_id}-{service}")
@@ -169,6 +179,24 @@ class Toxiproxy(StackContainer):
         for port in listen_ports:
             self.with_published_port(port)
         self.with_http_wait(self.API_PORT, "/version")
+
+
+class Grafana(StackContainer):
+    """Grafana with the stack's provisioning mounted: datasource and dashboard load at start-up."""
+
+    PORT = 3000
+
+    def __init__(self, image: str, run_id: str, network: Network, grafana_dir: Path) -> None:
+        super().__init__(image, GRAFANA, run_id, network)
+        self.with_volume_mapping(str(grafana_dir / "provisioning"), "/etc/grafana/provisioning")
+        self.with_volume_mapping(str(grafana_dir / "dashboards"), "/var/lib/grafana/dashboards")
+        self.with_envs(
+            GF_SECURITY_ADMIN_PASSWORD="crm-cert",
+            GF_ANALYTICS_REPORTING_ENABLED="false",
+            GF_ANALYTICS_CHECK_FOR_UPDATES="false",
+            GF_PLUGINS_PREINSTALL_DISABLED="true",
+        )
+        self.with_published_port(self.PORT).with_http_wait(self.PORT, "/api/health")
 
 
 class AppContainer(StackContainer):

@@ -9,8 +9,10 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import os
 import shlex
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -125,7 +127,9 @@ class ContainerStack(Stack):
         self.scale = scale
         self.run_id = uuid.uuid4().hex[:8]
         self.workdir = Path(tempfile.mkdtemp(prefix=f"crm-cert-{self.run_id}-"))
-        self.network = Network(docker_network_kw={"labels": {svc.LABEL: self.run_id}})
+        self.network = Network(
+            docker_network_kw={"labels": {svc.LABEL: self.run_id, svc.OWNER_LABEL: svc.owner()}}
+        )
         self.containers: dict[str, svc.StackContainer] = {}
         self.startup_s: dict[str, float] = {}
         self._docker = docker.from_env()
@@ -135,6 +139,7 @@ class ContainerStack(Stack):
 
     def start(self) -> ContainerStack:
         self._hold_machine_lock()
+        self._remove_abandoned()
         started = time.monotonic()
         try:
             self._start()
@@ -228,6 +233,23 @@ class ContainerStack(Stack):
         except BlockingIOError:
             console.print(f"another run holds {MACHINE_LOCK}: waiting for its stack to go")
             fcntl.flock(self._lock_file, fcntl.LOCK_EX)
+
+    def _remove_abandoned(self) -> None:
+        """Remove what earlier runs on this host left behind when they were killed (their owner
+        process is gone); never anything of a live run or of anyone else."""
+        host = socket.gethostname()
+
+        def abandoned(labels: dict[str, str] | None) -> bool:
+            owner_host, _, pid = (labels or {}).get(svc.OWNER_LABEL, "").partition(":")
+            return owner_host == host and pid.isdigit() and not _alive(int(pid))
+
+        for container in self._docker.containers.list(all=True, filters={"label": svc.OWNER_LABEL}):
+            if abandoned(container.labels):
+                console.print(f"removing {container.name}: left behind by a killed run")
+                container.remove(force=True, v=True)
+        for network in self._docker.networks.list(filters={"label": svc.OWNER_LABEL}):
+            if abandoned(network.attrs.get("Labels")):
+                network.remove()
 
     def stop(self) -> None:
         """Remove every container and the network of this run, found by the run's label."""
@@ -412,6 +434,14 @@ class ContainerStack(Stack):
         self._start_together(probe)
         return ProbeClient(probe.get_url(svc.PROBE_PORT))
 
+    def start_grafana(self) -> str:
+        """Grafana on the stack network with the stack's provisioning; its URL on 127.0.0.1."""
+        assert self.images.grafana, "no Grafana image in this image set"
+        self._start_together(
+            svc.Grafana(self.images.grafana, self.run_id, self.network, STACK_DIR / "grafana")
+        )
+        return self.containers[svc.GRAFANA].get_url(svc.Grafana.PORT)
+
     def start_consumer(self, index: int) -> str:
         consumer = svc.CrmEventsConsumer(self.images.app, self.run_id, self.network, index)
         self._start_together(consumer)
@@ -508,3 +538,13 @@ def run_command(command: str, timeout_s: float = 300) -> None:
         raise AssertionError(
             f"fault command failed ({result.returncode}): {command}\n{result.stdout}{result.stderr}"
         )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
