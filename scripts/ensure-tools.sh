@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # Install the host tools the suites need, when missing: promtool and amtool (Debian's Prometheus
-# 2.42 and Alertmanager 0.25, the oldest versions the configs must load on) and debootstrap (for the
-# offline base image). Idempotent; needs root on a Debian host.
+# 2.42 and Alertmanager 0.25, the oldest versions the configs must load on), debootstrap (for the
+# offline base image) and docker-compose (to check stack/compose.yaml). Idempotent; needs root on
+# a Debian host.
 set -euo pipefail
 
 missing=()
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ensure-tools: promtool, amtool and debootstrap present"
+  echo "ensure-tools: promtool, amtool, debootstrap and docker-compose present"
   exit 0
 fi
 [ "$(id -u)" = 0 ] || { echo "ensure-tools: installing ${missing[*]} needs root" >&2; exit 1; }
