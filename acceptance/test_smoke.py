@@ -76,7 +76,7 @@ def test_consumer_down_turns_500_only_after_the_window(stack, consumer_down, evi
     evidence.record(
         "flip after the loss", round(flip_after_s, 1), "s", f"window {stack.window_s:g}s (5m)"
     )
-    evidence.observe("episode", moments=run.episode.to_json())
+    evidence.observe("smoke test: one consumer down", moments=run.episode.to_json())
     # The last 2-member sample may predate the exporter's report by one scrape, one evaluation
     # and one exporter refresh: the earliest legitimate flip is that much before a full window.
     earliest = run.members_dropped + stack.window_s - 3 * stack.scrape_s

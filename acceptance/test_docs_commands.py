@@ -1,0 +1,207 @@
+"""Every command the operator documents show is run here, where its block says it runs.
+
+Unit checks (no Docker): each alert's runbook_url points at a `## ` section of a document that
+exists; every shell block of docs/ says `sh stack` or `sh host`; every command quoted inline in
+the prose is one a block runs; every link to a section of the documents resolves.
+
+Live (containers only): every `sh stack` block runs with `sh -e` in the stack's network, in the
+alert-webhook container (the project's app image: curl, amtool, promtool); every `sh host` block
+runs with `sh -e` from the repository root, with CRM_CERT_* variables that describe the running
+stack as an external deployment (endpoints on 127.0.0.1, its time scale, and fault commands that
+stop, start and slow its containers). Each block starts from the steady state, must exit 0, and
+must leave the stack in its steady state.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import httpx
+import pytest
+
+from harness import services as svc
+from harness.clients import ConsumerControl
+from harness.docs import (
+    README,
+    REPO,
+    RUNBOOK_URL,
+    all_anchors,
+    doc_files,
+    inline_commands,
+    links,
+    malformed_shell_blocks,
+    run_in_container,
+    run_on_host,
+    runnable_blocks,
+    section_anchors,
+)
+from harness.stack import ContainerStack
+from harness.steady import wait_for_steady_state
+from tests.tools import alert_rules
+
+DOCUMENTS = ("HEALTH_PROBE_INTEGRATION.md", "RUNBOOK_HOTKEY_SKEW.md", "LAG_CAPACITY_MONITORING.md")
+BLOCKS = runnable_blocks()
+STACK_TIMEOUT_S = 120
+# The longest host block is the hot-key skew drill on the compressed stack (a few minutes).
+HOST_TIMEOUT_S = 600
+# The hot-key drill's own sizing (drills/test_hot_key_skew.py): slow enough that 300 events on
+# one partition outlive the alert's 12m for:, the window and 20 scrape intervals, plus 20 s.
+HOT_EVENTS = 300
+SKEW_FOR_S = 12 * 60
+
+
+# --- unit checks: no Docker -----------------------------------------------------------------
+
+
+def test_the_three_operator_documents_exist():
+    assert sorted(path.name for path in doc_files()) == sorted(DOCUMENTS)
+
+
+@pytest.mark.parametrize("alert", alert_rules(), ids=lambda rule: rule["alert"])
+def test_runbook_url_points_at_a_section_that_exists(alert):
+    url = alert["annotations"]["runbook_url"]
+    match = RUNBOOK_URL.match(url)
+    assert match, f"{alert['alert']}: runbook_url {url} is not a link into this repository"
+    document = REPO / match["path"]
+    assert document.parent == REPO / "docs" and document.is_file(), f"{url}: no such document"
+    anchors = section_anchors(document)
+    assert match["anchor"] in anchors, (
+        f"{url}: {document.name} has no `## ` section with anchor #{match['anchor']} "
+        f"(its sections: {sorted(anchors)})"
+    )
+
+
+def test_every_alert_has_its_own_section_named_after_it():
+    for alert in alert_rules():
+        match = RUNBOOK_URL.match(alert["annotations"]["runbook_url"])
+        assert match and match["anchor"] == alert["alert"].lower(), alert["alert"]
+
+
+def test_every_shell_block_says_where_it_runs():
+    malformed = [f"{block.name}: ```{block.info}" for block in malformed_shell_blocks()]
+    assert malformed == [], (
+        "shell blocks must be ```sh stack (inside the stack's network) or ```sh host "
+        f"(repository root): {malformed}"
+    )
+
+
+def test_the_documents_have_commands_of_both_kinds():
+    assert {block.location for block in BLOCKS} == {"stack", "host"}
+    for document in DOCUMENTS:
+        assert any(block.path.name == document for block in BLOCKS), f"{document}: no commands"
+    if README.exists():
+        assert all(block.path != README or block.location for block in BLOCKS)
+
+
+def test_commands_quoted_in_the_prose_are_commands_a_block_runs():
+    run = [" ".join(command.split()) for block in BLOCKS for command in block.commands]
+    stray = [
+        f"{path.name}:{line}: `{span}`"
+        for path in doc_files()
+        for line, span in inline_commands(path)
+        if not any(command.startswith(" ".join(span.split())) for command in run)
+    ]
+    assert stray == [], f"commands shown outside a sh stack/sh host block: {stray}"
+
+
+def test_links_between_the_documents_resolve():
+    broken = []
+    for path in doc_files():
+        for line, target in links(path):
+            if re.match(r"^[a-z]+://", target):
+                continue
+            file_part, _, anchor = target.partition("#")
+            linked = (path.parent / file_part).resolve() if file_part else path
+            if not linked.exists():
+                broken.append(f"{path.name}:{line}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in all_anchors(linked):
+                broken.append(f"{path.name}:{line}: {target} (no such section)")
+    assert broken == []
+
+
+# --- live: every block, where it says it runs -------------------------------------------------
+
+
+def external_environment(stack: ContainerStack) -> dict[str, str]:
+    """The running stack described as an external deployment, for the `sh host` blocks that run
+    the suites against one (`--stack=external`)."""
+    endpoints = stack.endpoints
+    consumer = stack.docker_container(f"{svc.CONSUMERS}-1").name
+    prometheus = stack.docker_container(svc.PROMETHEUS).name
+    controls = " ".join(f"{url}/control" for url in sorted(endpoints.consumer_urls.values()))
+    drain_s = stack.seconds(SKEW_FOR_S) + stack.window_s + 20 * stack.scrape_s + 20
+    delay_ms = max(50, round(drain_s / HOT_EVENTS * 1000))
+
+    def set_delay(milliseconds: int) -> str:
+        body = shlex.quote(f'{{"processing_delay_ms": {milliseconds}}}')
+        return f"curl -fsS -X PUT -H 'Content-Type: application/json' -d {body} {controls}"
+
+    faults = {
+        "one-consumer-down": (f"docker stop {consumer}", f"docker start {consumer}"),
+        "consumers-slow": (set_delay(delay_ms), set_delay(0)),
+        "prometheus-down": (f"docker stop {prometheus}", f"docker start {prometheus}"),
+    }
+    return {
+        "CRM_CERT_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
+        "CRM_CERT_PROMETHEUS_URL": endpoints.prometheus_url,
+        "CRM_CERT_ALERTMANAGER_URL": endpoints.alertmanager_url,
+        "CRM_CERT_PROBE_URL": endpoints.probe_url,
+        "CRM_CERT_EXPORTER_URL": endpoints.exporter_url or "",
+        "CRM_CERT_WEBHOOK_URL": endpoints.webhook_url or "",
+        "CRM_CERT_TIME_SCALE": str(stack.scale),
+        # A documented run never writes the certification report of the run that called it.
+        "CRM_CERT_CERTIFY": "",
+        "CRM_CERT_FAULT_COMMANDS": ";;".join(
+            f"{name}:{action}={command}"
+            for name, (inject, restore) in faults.items()
+            for action, command in (("inject", inject), ("restore", restore))
+        ),
+    }
+
+
+def block_id(block) -> str:
+    return f"{Path(block.name).name}-{block.location}"
+
+
+def active_silences(stack: ContainerStack) -> set[str]:
+    response = httpx.get(f"{stack.endpoints.alertmanager_url}/api/v2/silences", timeout=5)
+    response.raise_for_status()
+    return {s["id"] for s in response.json() if s["status"]["state"] == "active"}
+
+
+def slowed_consumers(stack: ContainerStack) -> dict[str, int]:
+    delays = {}
+    for name, url in stack.endpoints.consumer_urls.items():
+        response = httpx.get(f"{url}/control", timeout=5)
+        response.raise_for_status()
+        delays[name] = response.json()["processing_delay_ms"]
+    return {name: delay for name, delay in delays.items() if delay}
+
+
+@pytest.mark.containers_only
+@pytest.mark.parametrize("block", BLOCKS, ids=block_id)
+def test_documented_block_runs_and_leaves_the_steady_state(
+    block, containers, probe, prometheus, steady_state
+):
+    silences_before = active_silences(containers)
+    try:
+        if block.location == "stack":
+            webhook = containers.docker_container(svc.WEBHOOK)
+            run = run_in_container(block, webhook, STACK_TIMEOUT_S)
+        else:
+            run = run_on_host(block, external_environment(containers), HOST_TIMEOUT_S)
+        assert run.exit_code == 0, run.describe()
+        left_silences = active_silences(containers) - silences_before
+        assert left_silences == set(), f"{block.name} left silences active: {left_silences}"
+        assert slowed_consumers(containers) == {}, f"{block.name} left consumers slowed"
+    finally:
+        # Whatever happened, the next block starts from the stack as this one found it.
+        for silence in active_silences(containers) - silences_before:
+            httpx.delete(
+                f"{containers.endpoints.alertmanager_url}/api/v2/silence/{silence}", timeout=5
+            ).raise_for_status()
+        for name in slowed_consumers(containers):
+            ConsumerControl(containers.endpoints.consumer_urls[name]).set_delay_ms(0)
+    wait_for_steady_state(containers, probe, prometheus)
