@@ -146,9 +146,17 @@ def evidence(request: pytest.FixtureRequest, settings: HarnessSettings) -> Evide
     return record
 
 
+# pytest.ini's per-test timeout fits the default 1/15 time scale; a slower scale (real durations
+# against staging: a skew drill waits out a 12m for:) stretches it in proportion.
+BASE_TIMEOUT_S = 900
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash[SETTINGS]
+    timeout = max(BASE_TIMEOUT_S, round(BASE_TIMEOUT_S * 15 * settings.time_scale))
     for item in items:
+        if timeout > BASE_TIMEOUT_S and not item.get_closest_marker("timeout"):
+            item.add_marker(pytest.mark.timeout(timeout))
         if settings.stack == "external" and item.get_closest_marker("containers_only"):
             item.add_marker(pytest.mark.skip(reason="needs --stack=containers"))
         if (

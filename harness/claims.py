@@ -177,8 +177,8 @@ CLAIMS = (
     Claim(
         "smoke.recovery",
         "Smoke test",
-        "Consumer started again: /ready is 200 within two scrape intervals (plus the "
-        "exporter's refresh) of the group being whole",
+        "Consumer started again: /ready is 200 within two scrape intervals of the group being "
+        "whole, plus the exporter's refresh, one rule evaluation and the probe's cache TTL",
     ),
     Claim(
         "skew.hot_partition",

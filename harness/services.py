@@ -259,6 +259,7 @@ class CrmEventsConsumer(AppContainer):
         self.with_envs(
             KAFKA_BOOTSTRAP_SERVERS=KAFKA_INTERNAL,
             METRICS_PORT=str(CONSUMER_METRICS_PORT),
+            CONTROL_ENABLED="true",  # drills set the processing delay
             PROCESSING_DELAY_MS=str(delay_ms),
             INSTANCE=f"{CONSUMERS}-{index}",
         )

@@ -41,6 +41,8 @@ class ConsumerSettings:
     metrics_port: int
     processing_delay_ms: int
     instance: str
+    # PUT /control changes how the consumer behaves: drills only, never on by default.
+    control_enabled: bool
 
     @classmethod
     def from_env(cls) -> ConsumerSettings:
@@ -51,6 +53,7 @@ class ConsumerSettings:
             metrics_port=int(os.environ.get("METRICS_PORT", "9400")),
             processing_delay_ms=int(os.environ.get("PROCESSING_DELAY_MS", "0")),
             instance=os.environ.get("INSTANCE", socket.gethostname()),
+            control_enabled=os.environ.get("CONTROL_ENABLED", "false").lower() == "true",
         )
 
 
@@ -187,7 +190,7 @@ class CrmEventsConsumer:
 
 
 def control_app(consumer: CrmEventsConsumer) -> Flask:
-    """/metrics for Prometheus, /control for drills to read and set the processing delay."""
+    """/metrics for Prometheus; /control to read and (drills only) set the processing delay."""
     app = Flask("consumer")
 
     @app.get("/metrics")
@@ -200,6 +203,8 @@ def control_app(consumer: CrmEventsConsumer) -> Flask:
 
     @app.put("/control")
     def write_control() -> tuple[Response, int]:
+        if not consumer.settings.control_enabled:
+            return jsonify(error="control is disabled (CONTROL_ENABLED=true enables it)"), 403
         body = request.get_json(silent=True) or {}
         delay = body.get("processing_delay_ms")
         if not isinstance(delay, int) or not 0 <= delay <= 60_000:
