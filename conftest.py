@@ -24,7 +24,7 @@ from harness.clients import (  # noqa: E402
     WebhookClient,
 )
 from harness.evidence import Evidence  # noqa: E402
-from harness.stack import ContainerStack, Endpoints, ExternalStack, Stack  # noqa: E402
+from harness.stack import ContainerStack, ExternalStack, Stack  # noqa: E402
 from harness.steady import SteadyState, wait_for_steady_state  # noqa: E402
 
 
@@ -83,9 +83,11 @@ def stack(request: pytest.FixtureRequest, settings: HarnessSettings) -> Iterator
     """The stack under certification, ready: started here, or the external deployment."""
     if settings.stack == "external":
         assert settings.external is not None
-        endpoints = Endpoints(**vars(settings.external))
         yield ExternalStack(
-            endpoints, settings.time_scale, settings.allow_destructive, settings.fault_commands
+            settings.external,
+            settings.time_scale,
+            settings.allow_destructive,
+            settings.fault_commands,
         )
         return
     from harness.images import ensure_images

@@ -15,7 +15,6 @@ must leave the stack in its steady state.
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
 import httpx
@@ -37,6 +36,7 @@ from harness.docs import (
     runnable_blocks,
     section_anchors,
 )
+from harness.external import external_environment
 from harness.stack import ContainerStack
 from harness.steady import wait_for_steady_state
 from tests.tools import alert_rules
@@ -46,10 +46,6 @@ BLOCKS = runnable_blocks()
 STACK_TIMEOUT_S = 120
 # The longest host block is the hot-key skew drill on the compressed stack (a few minutes).
 HOST_TIMEOUT_S = 600
-# The hot-key drill's own sizing (drills/test_hot_key_skew.py): slow enough that 300 events on
-# one partition outlive the alert's 12m for:, the window and 20 scrape intervals, plus 20 s.
-HOT_EVENTS = 300
-SKEW_FOR_S = 12 * 60
 
 
 # --- unit checks: no Docker -----------------------------------------------------------------
@@ -122,43 +118,6 @@ def test_links_between_the_documents_resolve():
 
 
 # --- live: every block, where it says it runs -------------------------------------------------
-
-
-def external_environment(stack: ContainerStack) -> dict[str, str]:
-    """The running stack described as an external deployment, for the `sh host` blocks that run
-    the suites against one (`--stack=external`)."""
-    endpoints = stack.endpoints
-    consumer = stack.docker_container(f"{svc.CONSUMERS}-1").name
-    prometheus = stack.docker_container(svc.PROMETHEUS).name
-    controls = " ".join(f"{url}/control" for url in sorted(endpoints.consumer_urls.values()))
-    drain_s = stack.seconds(SKEW_FOR_S) + stack.window_s + 20 * stack.scrape_s + 20
-    delay_ms = max(50, round(drain_s / HOT_EVENTS * 1000))
-
-    def set_delay(milliseconds: int) -> str:
-        body = shlex.quote(f'{{"processing_delay_ms": {milliseconds}}}')
-        return f"curl -fsS -X PUT -H 'Content-Type: application/json' -d {body} {controls}"
-
-    faults = {
-        "one-consumer-down": (f"docker stop {consumer}", f"docker start {consumer}"),
-        "consumers-slow": (set_delay(delay_ms), set_delay(0)),
-        "prometheus-down": (f"docker stop {prometheus}", f"docker start {prometheus}"),
-    }
-    return {
-        "CRM_CERT_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
-        "CRM_CERT_PROMETHEUS_URL": endpoints.prometheus_url,
-        "CRM_CERT_ALERTMANAGER_URL": endpoints.alertmanager_url,
-        "CRM_CERT_PROBE_URL": endpoints.probe_url,
-        "CRM_CERT_EXPORTER_URL": endpoints.exporter_url or "",
-        "CRM_CERT_WEBHOOK_URL": endpoints.webhook_url or "",
-        "CRM_CERT_TIME_SCALE": str(stack.scale),
-        # A documented run never writes the certification report of the run that called it.
-        "CRM_CERT_CERTIFY": "",
-        "CRM_CERT_FAULT_COMMANDS": ";;".join(
-            f"{name}:{action}={command}"
-            for name, (inject, restore) in faults.items()
-            for action, command in (("inject", inject), ("restore", restore))
-        ),
-    }
 
 
 def block_id(block) -> str:

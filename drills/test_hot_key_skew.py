@@ -54,9 +54,7 @@ def skew_drill(stack, probe, prometheus) -> SkewDrill:
     wait_for_steady_state(stack, probe, prometheus)
     episode = Episode(stack, probe, extra=drill_observer(prometheus))
     # Slow enough that the hot partition's backlog outlives the alert's for: and the window.
-    drain_s = stack.seconds(SKEW_FOR_S) + stack.window_s + 20 * stack.scrape_s + 20
-    delay_ms = max(50, round(drain_s / HOT_EVENTS * 1000))
-    with stack.fault("consumers-slow", delay_ms=delay_ms):
+    with stack.fault("consumers-slow", delay_ms=stack.hot_key_delay_ms(HOT_EVENTS)):
         EventProducer(stack.endpoints.kafka_bootstrap, TOPIC).produce(
             HOT_EVENTS, key=HOT_KEY, prefix="hotkey"
         )

@@ -21,32 +21,55 @@ from harness.settings import DEFAULT_CONTAINER_SCALE
 from harness.stack import CONSUMER_COUNT, ContainerStack
 from harness.testcontainers_setup import configure_testcontainers
 
+HOT_KEY_EVENTS = 300  # the hot-key drill's backlog
 
-def fault_commands(stack: ContainerStack) -> list[str]:
-    """NAME:inject=... and NAME:restore=... entries, as a user would write them."""
 
-    def name(service: str) -> str:
-        return stack.docker_container(service).name
+def external_environment(stack: ContainerStack) -> dict[str, str]:
+    """The running stack described as an external deployment: its endpoints, its time scale and
+    fault commands as a user would write them (`docker stop`/`docker start` of its containers
+    here, `kubectl scale ...` against a cluster)."""
+    endpoints = stack.endpoints
 
-    consumers = [name(f"{svc.CONSUMERS}-{i}") for i in range(1, CONSUMER_COUNT + 1)]
-    outages = {
-        "one-consumer-down": consumers[:1],
+    def names(*services: str) -> str:
+        return " ".join(stack.docker_container(service).name for service in services)
+
+    consumers = names(*(f"{svc.CONSUMERS}-{i}" for i in range(1, CONSUMER_COUNT + 1)))
+    controls = " ".join(f"{url}/control" for url in sorted(endpoints.consumer_urls.values()))
+
+    def set_delay(milliseconds: int) -> str:
+        body = shlex.quote(f'{{"processing_delay_ms": {milliseconds}}}')
+        return f"curl -fsS -X PUT -H 'Content-Type: application/json' -d {body} {controls}"
+
+    faults = {
+        "one-consumer-down": names(f"{svc.CONSUMERS}-1"),
         "consumers-down": consumers,
-        "prometheus-down": [name(svc.PROMETHEUS)],
+        "prometheus-down": names(svc.PROMETHEUS),
     }
-    entries = []
-    for fault, containers in outages.items():
-        entries.append(f"{fault}:inject=docker stop {' '.join(containers)}")
-        entries.append(f"{fault}:restore=docker start {' '.join(containers)}")
-    delay = (
-        "curl -fsS -X PUT -H 'Content-Type: application/json' -d '{\"processing_delay_ms\": %d}' %s"
-    )
-    for action, delay_ms in (("inject", 300), ("restore", 0)):
-        calls = " && ".join(
-            delay % (delay_ms, f"{url}/control") for url in stack.endpoints.consumer_urls.values()
+    commands = [
+        entry
+        for fault, containers in faults.items()
+        for entry in (
+            f"{fault}:inject=docker stop {containers}",
+            f"{fault}:restore=docker start {containers}",
         )
-        entries.append(f"consumers-slow:{action}=sh -c {shlex.quote(calls)}")
-    return entries
+    ]
+    commands += [
+        f"consumers-slow:inject={set_delay(stack.hot_key_delay_ms(HOT_KEY_EVENTS))}",
+        f"consumers-slow:restore={set_delay(0)}",
+    ]
+    return {
+        "CRM_CERT_STACK": "external",
+        "CRM_CERT_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
+        "CRM_CERT_PROMETHEUS_URL": endpoints.prometheus_url,
+        "CRM_CERT_ALERTMANAGER_URL": endpoints.alertmanager_url,
+        "CRM_CERT_PROBE_URL": endpoints.probe_url,
+        "CRM_CERT_EXPORTER_URL": endpoints.exporter_url or "",
+        "CRM_CERT_WEBHOOK_URL": endpoints.webhook_url or "",
+        "CRM_CERT_TIME_SCALE": str(stack.scale),
+        "CRM_CERT_FAULT_COMMANDS": ";;".join(commands),
+        # The external run never writes the certification report of a run that called it.
+        "CRM_CERT_CERTIFY": "",
+    }
 
 
 def main(pytest_args: list[str]) -> int:
@@ -55,19 +78,9 @@ def main(pytest_args: list[str]) -> int:
     stack = ContainerStack(ensure_images(os.environ.get("CRM_CERT_IMAGES", "upstream")), scale)
     try:
         stack.start()
-        endpoints = stack.endpoints
-        environment = os.environ | {
-            "CRM_CERT_STACK": "external",
-            "CRM_CERT_TIME_SCALE": str(scale),
-            "CRM_CERT_KAFKA_BOOTSTRAP": endpoints.kafka_bootstrap,
-            "CRM_CERT_PROMETHEUS_URL": endpoints.prometheus_url,
-            "CRM_CERT_ALERTMANAGER_URL": endpoints.alertmanager_url,
-            "CRM_CERT_PROBE_URL": endpoints.probe_url,
-            "CRM_CERT_EXPORTER_URL": endpoints.exporter_url or "",
-            "CRM_CERT_WEBHOOK_URL": endpoints.webhook_url or "",
-            "CRM_CERT_ALLOW_DESTRUCTIVE": "true",
-            "CRM_CERT_FAULT_COMMANDS": ";;".join(fault_commands(stack)),
-        }
+        environment = (
+            os.environ | external_environment(stack) | {"CRM_CERT_ALLOW_DESTRUCTIVE": "true"}
+        )
         # The other run must not wait for this process's machine lock: it starts no stack.
         return subprocess.run(
             [sys.executable, "-m", "pytest", *pytest_args], env=environment, check=False

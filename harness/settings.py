@@ -92,14 +92,17 @@ class HarnessSettingsError(ValueError):
     """A bad option; the message names the option or variable and the value."""
 
 
-@dataclass(frozen=True)
-class ExternalEndpoints:
+@dataclass
+class Endpoints:
+    """Where the suites reach the stack: 127.0.0.1 ports of the containers, or a deployment's."""
+
     kafka_bootstrap: str
     prometheus_url: str
     alertmanager_url: str
     probe_url: str
     exporter_url: str | None = None
     webhook_url: str | None = None
+    consumer_urls: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -107,7 +110,7 @@ class HarnessSettings:
     stack: str = "containers"
     images: str = "upstream"
     time_scale: Fraction = DEFAULT_CONTAINER_SCALE
-    external: ExternalEndpoints | None = None
+    external: Endpoints | None = None
     allow_destructive: bool = False
     fault_commands: dict[str, dict[str, str]] = field(default_factory=dict)
     certify: bool = False
@@ -153,7 +156,7 @@ def resolve(get_option: Any, environ: dict[str, str] | None = None) -> HarnessSe
             raise HarnessSettingsError(
                 f"--stack=external needs {flags} (or their CRM_CERT_ variables)"
             )
-        external = ExternalEndpoints(
+        external = Endpoints(
             kafka_bootstrap=take("kafka_bootstrap"),
             prometheus_url=take("prometheus_url").rstrip("/"),
             alertmanager_url=take("alertmanager_url").rstrip("/"),

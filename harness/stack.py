@@ -19,7 +19,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import IO
@@ -38,6 +37,7 @@ from harness.clients import (
     exporter_metrics,
 )
 from harness.images import ImageSet
+from harness.settings import Endpoints
 from harness.timescale import render_alertmanager_config, render_prometheus_config, render_rules
 from harness.waits import console, wait_until
 
@@ -66,17 +66,6 @@ STACK_START_TIMEOUT_S = 180
 MACHINE_LOCK = Path(tempfile.gettempdir()) / "crm-cert-stack.lock"
 
 
-@dataclass
-class Endpoints:
-    kafka_bootstrap: str
-    prometheus_url: str
-    alertmanager_url: str
-    probe_url: str
-    exporter_url: str | None = None
-    webhook_url: str | None = None
-    consumer_urls: dict[str, str] = field(default_factory=dict)
-
-
 class FaultUnavailable(Exception):
     """The fault cannot be injected here (external mode without a command or an opt-in)."""
 
@@ -99,6 +88,12 @@ class Stack:
     @property
     def window_s(self) -> float:
         return self.seconds(300)
+
+    def hot_key_delay_ms(self, events: int) -> int:
+        """A per-message processing delay slow enough that a hot-key backlog of `events`
+        outlives the skew alert's 12m for: and the 5m window (scaled), with a margin."""
+        drain_s = self.seconds(12 * 60) + self.window_s + 20 * self.scrape_s + 20
+        return max(50, round(drain_s / events * 1000))
 
     def fault(self, name: str, **params: object) -> contextlib.AbstractContextManager[None]:
         raise NotImplementedError
