@@ -91,8 +91,10 @@ def stack(request: pytest.FixtureRequest, settings: HarnessSettings) -> Iterator
         )
         return
     from harness.images import ensure_images
+    from harness.waits import console
 
-    started = ContainerStack(ensure_images(settings.images), settings.time_scale)
+    # Builds what is missing; its progress goes to the real terminal, past pytest's capture.
+    started = ContainerStack(ensure_images(settings.images, console=console), settings.time_scale)
     request.config.stash[STACK] = started
     try:
         yield started.start()
