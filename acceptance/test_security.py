@@ -61,7 +61,7 @@ def test_probe_runs_with_the_checklist_limits_and_survives_a_bounded_load(
         peak = max(
             peak, stats["memory_stats"].get("max_usage", stats["memory_stats"].get("usage", 0))
         )
-        time.sleep(1)
+        time.sleep(1)  # wait-ok: the sampling interval of the engine's memory stats
     container.reload()
     evidence.record("requests during the load", len(codes))
     evidence.record("peak memory under load", round(peak / 2**20, 1), "MiB", "limit 64 MiB")

@@ -54,16 +54,16 @@ def test_every_acknowledged_event_is_consumed_after_a_broker_restart(
     prefix = f"brokerloss-{uuid.uuid4().hex[:6]}"
     producer = SteadyProducer(stack.endpoints.kafka_bootstrap, TOPIC, RATE, prefix, max_seconds=120)
     with producer:
-        time.sleep(3)  # steady traffic before the fault: a drill parameter, not a wait
+        time.sleep(3)  # wait-ok: steady traffic before the fault, a drill parameter
         with stack.fault("kafka-down"):
             stopped = time.monotonic()
             while time.monotonic() - stopped < OUTAGE_S:
                 evidence.observe(
                     "during the broker outage", **what_the_stack_shows(stack, probe, prometheus)
                 )
-                time.sleep(2)
+                time.sleep(2)  # wait-ok: the sampling interval of the outage timeline
         evidence.record("broker outage", round(time.monotonic() - stopped, 1), "s")
-        time.sleep(3)  # traffic after the restart
+        time.sleep(3)  # wait-ok: traffic after the restart, a drill parameter
     acked = producer.stop_and_flush()
     evidence.record("events sent", len(producer.sent))
     evidence.record("events acknowledged", len(acked))

@@ -57,7 +57,7 @@ def test_a_third_consumer_joins_and_leaves_without_loss_or_flapping(
             episode.watch_until(
                 "panel 18 to show 2", lambda m: m.extra["panel 18"] == [2.0], timeout=60
             )
-            time.sleep(2)  # traffic after the rebalance: a drill parameter, not a wait
+            time.sleep(2)  # wait-ok: traffic after the rebalance, a drill parameter
         acked = producer.stop_and_flush()
         consumed_by_third = stack.processed_ids(third, prefix)
     finally:

@@ -17,12 +17,10 @@ from harness.clients import EventProducer, ProbeClient
 from harness.stack import GROUP, TOPIC
 from harness.steady import wait_for_steady_state
 from harness.timeline import Episode, Moment
+from probe.settings import SEED_CONSUMERS_QUERY, SEED_SKEW_QUERY
 
 SPIKE_EVENTS = 60
-SEED_QUERIES = {
-    "SKEW_QUERY": 'max_over_time(kafka:group_skew_ratio{consumergroup="$group"}[$window])',
-    "CONSUMERS_QUERY": 'min_over_time(kafka:group_consumer_count{consumergroup="$group"}[$window])',
-}
+SEED_QUERIES = {"SKEW_QUERY": SEED_SKEW_QUERY, "CONSUMERS_QUERY": SEED_CONSUMERS_QUERY}
 
 pytestmark = [pytest.mark.containers_only, pytest.mark.destructive]
 

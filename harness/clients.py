@@ -105,15 +105,6 @@ class PrometheusApi:
                 return state
         return "inactive"
 
-    def target_health(self, job: str) -> list[str]:
-        response = self._http.get("/api/v1/targets", params={"state": "active"})
-        response.raise_for_status()
-        return [
-            target["health"]
-            for target in response.json()["data"]["activeTargets"]
-            if target["labels"].get("job") == job
-        ]
-
 
 class AlertmanagerApi:
     """The parts of the Alertmanager v2 API the suites use."""
@@ -182,11 +173,6 @@ class ConsumerControl:
 
     def set_delay_ms(self, delay_ms: int) -> None:
         self._http.put("/control", json={"processing_delay_ms": delay_ms}).raise_for_status()
-
-    def metrics(self) -> dict[str, float]:
-        response = self._http.get("/metrics")
-        response.raise_for_status()
-        return parse_metrics(response.text)
 
 
 def exporter_metrics(url: str) -> dict[str, float]:

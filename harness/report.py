@@ -59,7 +59,6 @@ class CertificationReport:
         self.evidence_key = evidence_key
         self.results: dict[str, TestResult] = {}
         self.started = time.time()
-        self.stack_description = f"{settings.stack}"
 
     # -- collection of outcomes ----------------------------------------------------------
 

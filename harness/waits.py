@@ -21,9 +21,8 @@ PLAIN_PROGRESS_EVERY_S = 10.0
 class Progress:
     """A spinner on a terminal; on a plain log, a line at start and every few seconds."""
 
-    def __init__(self, status: object | None, what: str) -> None:
+    def __init__(self, status: object | None) -> None:
         self._status = status
-        self._what = what
         self._next_line = PLAIN_PROGRESS_EVERY_S
 
     def update(self, text: str, elapsed: float) -> None:
@@ -38,10 +37,10 @@ class Progress:
 def progress(what: str) -> Iterator[Progress]:
     if console.is_terminal:
         with console.status(what) as status:
-            yield Progress(status, what)
+            yield Progress(status)
     else:
         console.print(what, highlight=False)
-        yield Progress(None, what)
+        yield Progress(None)
 
 
 class WaitTimeout(AssertionError):

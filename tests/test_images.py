@@ -15,6 +15,7 @@ from types import ModuleType
 import pytest
 
 from harness import images
+from tests.tools import EXPORTER_METRICS
 
 IMAGES = Path(images.__file__).resolve().parent.parent / "stack" / "images"
 
@@ -248,17 +249,7 @@ def test_exporter_renders_a_collector_config(
 
 def test_exporter_renames_every_series_kafka_exporter_has() -> None:
     template = (IMAGES / "kafka-exporter" / "collector.yaml.tmpl").read_text()
-    for name in (
-        "kafka_brokers",
-        "kafka_topic_partitions",
-        "kafka_topic_partition_current_offset",
-        "kafka_topic_partition_oldest_offset",
-        "kafka_consumergroup_current_offset",
-        "kafka_consumergroup_current_offset_sum",
-        "kafka_consumergroup_lag",
-        "kafka_consumergroup_lag_sum",
-        "kafka_consumergroup_members",
-    ):
+    for name in sorted(EXPORTER_METRICS):
         assert f'set(metric.name, "{name}")' in template, name
 
 
