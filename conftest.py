@@ -11,7 +11,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from harness.settings import OPTIONS, HarnessSettings, HarnessSettingsError, resolve
+from harness.contract import Clock
+from harness.settings import (
+    DEFAULT_CONTAINER_SCALE,
+    OPTIONS,
+    HarnessSettings,
+    HarnessSettingsError,
+    resolve,
+)
 from harness.testcontainers_setup import configure_testcontainers
 
 configure_testcontainers()
@@ -150,14 +157,15 @@ def evidence(request: pytest.FixtureRequest, settings: HarnessSettings) -> Evide
     return record
 
 
-# pytest.ini's per-test timeout fits the default 1/15 time scale; a slower scale (real durations
-# against staging: a skew drill waits out a 12m for:) stretches it in proportion.
+# pytest.ini's per-test timeout fits the default time scale; a slower scale (real durations
+# against staging: a skew drill waits out its whole for:) stretches it in proportion.
 BASE_TIMEOUT_S = 900
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash[SETTINGS]
-    timeout = max(BASE_TIMEOUT_S, round(BASE_TIMEOUT_S * 15 * settings.time_scale))
+    clock = Clock(settings.time_scale)
+    timeout = max(BASE_TIMEOUT_S, round(clock.seconds(BASE_TIMEOUT_S / DEFAULT_CONTAINER_SCALE)))
     for item in items:
         if timeout > BASE_TIMEOUT_S and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(timeout))

@@ -13,17 +13,18 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from harness.contract import CHECKLIST
 from harness.steady import wait_for_steady_state
 from harness.waits import hold_for, wait_until
 
-SERVICE_DOWN = "CrmEventsServiceDown"
-UNDER_REPLICATED = "CrmEventsUnderReplicatedConsumers"
-CLEAN_LABELS = {"team": "crm", "service": "crm-events-sse", "product": "aetherlink"}
+SERVICE_DOWN = CHECKLIST.inhibiting_alert
+UNDER_REPLICATED = CHECKLIST.inhibited_alert
 
 
 @dataclass
 class AlertingEpisode:
     t0: float
+    consumers_stopping_at: float = 0.0
     members_zero_at: float = 0.0
     service_down_firing_at: float = 0.0
     under_replicated_firing_at: float = 0.0
@@ -40,6 +41,11 @@ class AlertingEpisode:
         return round(moment - self.t0, 1)
 
 
+def service_down_route(stack):
+    """The Alertmanager route CrmEventsServiceDown ends on, as alertmanager.yml defines it."""
+    return stack.contract.route_for(stack.contract.alert(SERVICE_DOWN).labels)
+
+
 def am_alert(alertmanager, name: str) -> dict | None:
     alerts = alertmanager.alerts(name)
     return alerts[0] if alerts else None
@@ -53,8 +59,11 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
     silence = alertmanager.create_silence(
         {"alertname": SERVICE_DOWN}, minutes=60, comment="Planned consumer-down drill"
     )
-    alert_timeout = stack.seconds(7 * 60) + 30 * stack.scrape_s + 30
+    longest_for = max(stack.alert_for_s(SERVICE_DOWN), stack.alert_for_s(UNDER_REPLICATED))
+    alert_timeout = longest_for + 30 * stack.scrape_s + 30
+    route = service_down_route(stack)
     try:
+        episode.consumers_stopping_at = time.monotonic()
         with stack.fault("consumers-down"):
             wait_until(
                 "kafka_exporter to report 0 members", lambda: stack.group_members() == 0, timeout=60
@@ -77,7 +86,7 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
             hold_for(
                 f"no {SERVICE_DOWN} delivery while silenced",
                 lambda: not webhook.delivered(SERVICE_DOWN),
-                duration=max(3.0, stack.seconds(30) * 3),
+                duration=max(3.0, stack.seconds(route.group_wait_s) * 3),
             )
             episode.delivered_while_silenced = webhook.delivered(SERVICE_DOWN)
             wait_until(
@@ -100,7 +109,7 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
             episode.delivered_after_expiry = wait_until(
                 f"{SERVICE_DOWN} delivered to the webhook after the silence expired",
                 lambda: webhook.delivered(SERVICE_DOWN),
-                timeout=stack.seconds(5 * 60) + 30,
+                timeout=stack.seconds(route.group_interval_s) + 30,
             )
             episode.delivered_at = time.monotonic()
     finally:
@@ -109,7 +118,7 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
     episode.resolved_delivered = wait_until(
         f"the resolution of {SERVICE_DOWN} delivered",
         lambda: webhook.delivered(SERVICE_DOWN, status="resolved"),
-        timeout=stack.seconds(10 * 60) + 60,
+        timeout=stack.seconds(route.group_interval_s) + longest_for + 60,
     )
     episode.under_replicated_deliveries = [
         n
@@ -119,31 +128,64 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
     return episode
 
 
+def for_edges(stack, alert: str) -> tuple[float, float]:
+    """The earliest and latest an alert may fire after its condition began, on this stack: the
+    for: it must have less one scrape and one evaluation (by which Prometheus can lag the
+    exporter's own report), and plus the scrapes, evaluations and polls before it shows."""
+    for_s = stack.seconds(CHECKLIST.for_s(alert))
+    return for_s - 2 * stack.scrape_s, for_s + 5 * stack.scrape_s + 1
+
+
 @pytest.mark.claim("am.delivery")
 @pytest.mark.destructive
 def test_service_down_fires_after_its_for_and_is_delivered_with_clean_labels(
     stack, alerting, evidence
 ):
     fired_after = alerting.service_down_firing_at - alerting.members_zero_at
+    earliest, latest = for_edges(stack, SERVICE_DOWN)
     evidence.record(
         f"{SERVICE_DOWN} firing after the group emptied",
         round(fired_after, 1),
         "s",
-        f"for: {stack.seconds(300):g}s (5m)",
+        f"for: {stack.clock.label(CHECKLIST.for_s(SERVICE_DOWN))}",
     )
+    route = service_down_route(stack)
+    delivered_after = alerting.delivered_at - alerting.silence_expired_at
+    delivery_bound = stack.seconds(route.group_interval_s) + 2 * stack.scrape_s + 1
     evidence.record(
         "delivered after the silence expired",
-        round(alerting.delivered_at - alerting.silence_expired_at, 1),
+        round(delivered_after, 1),
         "s",
-        f"next group_interval tick, {stack.seconds(300):g}s (5m)",
+        f"next group_interval tick, {stack.clock.label(route.group_interval_s)}",
     )
-    # It cannot fire before its for: has elapsed since the group emptied (less one scrape and
-    # one evaluation, the most by which Prometheus can lag kafka_exporter's own report).
-    assert fired_after >= stack.seconds(300) - 2 * stack.scrape_s
+    assert fired_after >= earliest, f"fired {fired_after:.1f}s after, bound {earliest:.1f}s"
+    assert fired_after <= latest, f"fired {fired_after:.1f}s after, bound {latest:.1f}s"
+    assert delivered_after <= delivery_bound, (
+        f"delivered {delivered_after:.1f}s after the silence expired, bound {delivery_bound:.1f}s"
+    )
     [delivered, *_] = alerting.delivered_after_expiry
-    assert {k: delivered["labels"].get(k) for k in CLEAN_LABELS} == CLEAN_LABELS
-    assert delivered["labels"].get("consumergroup") == "crm-events-sse"
+    labels = CHECKLIST.labels
+    assert {k: delivered["labels"].get(k) for k in labels} == labels
+    assert delivered["labels"].get("consumergroup") == stack.contract.group
     assert delivered["annotations"].get("runbook_url")
+
+
+@pytest.mark.claim("am.inhibition")
+@pytest.mark.destructive
+def test_under_replicated_fires_after_its_for(stack, alerting, evidence):
+    # The condition (fewer consumers than required) began at the earliest when the consumers
+    # were being stopped, and at the latest when the exporter reported the group empty.
+    earliest, latest = for_edges(stack, UNDER_REPLICATED)
+    after_stop = alerting.under_replicated_firing_at - alerting.consumers_stopping_at
+    after_empty = alerting.under_replicated_firing_at - alerting.members_zero_at
+    evidence.record(
+        f"{UNDER_REPLICATED} firing after the group emptied",
+        round(after_empty, 1),
+        "s",
+        f"for: {stack.clock.label(CHECKLIST.for_s(UNDER_REPLICATED))}",
+    )
+    assert after_stop >= earliest, f"fired {after_stop:.1f}s after the stop, before its for:"
+    assert after_empty <= latest, f"fired {after_empty:.1f}s after, bound {latest:.1f}s"
 
 
 @pytest.mark.claim("am.inhibition")

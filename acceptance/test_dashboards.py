@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import pytest
 
+from harness.contract import CHECKLIST, load
 from harness.waits import wait_until
 
-DASHBOARD = (
-    Path(__file__).resolve().parent.parent / "stack/grafana/dashboards/crm_events_pipeline.json"
-)
 KEY_PANELS = (13, 17, 18, 19)
 
 
 def panel_targets() -> list[tuple[int, str, str]]:
-    model = json.loads(DASHBOARD.read_text())
+    dashboards = load().stack_dir / "grafana" / "dashboards"
+    model = json.loads((dashboards / "crm_events_pipeline.json").read_text())
     return [
         (panel["id"], panel.get("title", ""), target["expr"])
         for panel in model["panels"]
@@ -52,12 +50,13 @@ def test_grafana_provisions_the_dashboard_at_start_up(containers, evidence):
         )
     url = containers.start_grafana()
     try:
-        auth = ("admin", "crm-cert")
+        env = containers.containers["grafana"].env
+        auth = (env["GF_SECURITY_ADMIN_USER"], env["GF_SECURITY_ADMIN_PASSWORD"])
         dashboard = wait_until(
             "Grafana to serve the provisioned dashboard by uid",
             lambda: (
                 (
-                    r := httpx.get(f"{url}/api/dashboards/uid/crm-events-pipeline", auth=auth)
+                    r := httpx.get(f"{url}/api/dashboards/uid/{CHECKLIST.dashboard_uid}", auth=auth)
                 ).status_code
                 == 200
                 and r.json()
@@ -67,7 +66,7 @@ def test_grafana_provisions_the_dashboard_at_start_up(containers, evidence):
         datasource = httpx.get(f"{url}/api/datasources/uid/prometheus", auth=auth).json()
         evidence.record("panels served by Grafana", len(dashboard["dashboard"]["panels"]))
         evidence.record("datasource url", datasource.get("url"))
-        assert len(dashboard["dashboard"]["panels"]) == 19
+        assert len(dashboard["dashboard"]["panels"]) == CHECKLIST.dashboard_panels
         assert datasource.get("url") == "http://prometheus:9090"
     finally:
         containers.remove("grafana")

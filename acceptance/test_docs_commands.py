@@ -47,6 +47,8 @@ STACK_TIMEOUT_S = 120
 # The longest host block is the hot-key skew drill on the compressed stack (a few minutes).
 HOST_TIMEOUT_S = 600
 
+pytestmark = pytest.mark.claim("docs.commands")
+
 
 # --- unit checks: no Docker -----------------------------------------------------------------
 

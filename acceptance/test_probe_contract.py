@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from harness.contract import CHECKLIST
+
 PROBE_METRICS = (
     "health_probe_checks_total",
     "health_probe_status",
@@ -34,14 +36,16 @@ def test_status_reports_the_settings_the_stack_runs_with(stack, probe, evidence)
         "last_evaluation",
     ):
         evidence.record(field, status.get(field))
-    # The contract's production values, with the window on this stack's time scale.
-    assert status["window_minutes"] == pytest.approx(5 * float(stack.scale), rel=1e-3)
-    assert status["skew_threshold"] == 4
-    assert status["min_consumers"] == 2
-    assert status["prom_timeout_ms"] == 1500
-    assert status["prom_retries"] == 2
-    assert status["prom_backoff_ms"] == 100
-    assert status["consumer_group"] == "crm-events-sse"
+    # What the checklist requires, with the window on this stack's time scale: the running
+    # probe is the deployed one, so a wrong value in compose.yaml fails here.
+    window_minutes = stack.seconds(CHECKLIST.window_s) / 60
+    assert status["window_minutes"] == pytest.approx(window_minutes, rel=1e-3)
+    assert status["skew_threshold"] == CHECKLIST.skew_threshold
+    assert status["min_consumers"] == CHECKLIST.min_consumers
+    assert status["prom_timeout_ms"] == CHECKLIST.prom_timeout_ms
+    assert status["prom_retries"] == CHECKLIST.prom_retries
+    assert status["prom_backoff_ms"] == CHECKLIST.prom_backoff_ms
+    assert status["consumer_group"] == CHECKLIST.group
     assert status["queries"]["skew"].startswith("min_over_time(kafka:group_skew_ratio{")
     assert status["queries"]["consumer_count"].startswith(
         "max_over_time(kafka:group_consumer_count{"

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from harness import services as svc
+from harness.contract import CHECKLIST
 
 LOAD_CALLERS = 8
 LOAD_SECONDS = 15
@@ -26,7 +27,7 @@ def test_running_probe_has_no_host_port_and_restarts_unless_stopped(containers, 
     evidence.record("host port bindings", bindings)
     evidence.record("restart policy", attrs["HostConfig"]["RestartPolicy"]["Name"])
     assert bindings == {} and published == {}
-    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    assert attrs["HostConfig"]["RestartPolicy"]["Name"] == CHECKLIST.probe_restart
     assert list(attrs["NetworkSettings"]["Networks"]) == [containers.network.name]
 
 
@@ -39,8 +40,10 @@ def test_probe_runs_with_the_checklist_limits_and_survives_a_bounded_load(
     host = container.attrs["HostConfig"]
     evidence.record("cpu limit", host["NanoCpus"] / 1e9, "CPU")
     evidence.record("memory limit", host["Memory"] / 2**20, "MiB")
-    assert host["NanoCpus"] == 100_000_000
-    assert host["Memory"] == 64 * 2**20
+    evidence.record("memory + swap limit", host["MemorySwap"] / 2**20, "MiB")
+    assert host["NanoCpus"] == round(CHECKLIST.probe_cpus * 1e9)
+    assert host["Memory"] == CHECKLIST.probe_memory_bytes
+    assert host["MemorySwap"] == CHECKLIST.probe_memory_bytes, "no swap beyond the limit"
 
     codes: list[int] = []
     deadline = time.monotonic() + LOAD_SECONDS
@@ -64,7 +67,12 @@ def test_probe_runs_with_the_checklist_limits_and_survives_a_bounded_load(
         time.sleep(1)  # wait-ok: the sampling interval of the engine's memory stats
     container.reload()
     evidence.record("requests during the load", len(codes))
-    evidence.record("peak memory under load", round(peak / 2**20, 1), "MiB", "limit 64 MiB")
+    evidence.record(
+        "peak memory under load",
+        round(peak / 2**20, 1),
+        "MiB",
+        f"limit {CHECKLIST.probe_memory_bytes / 2**20:g} MiB",
+    )
     evidence.record("OOM killed", container.attrs["State"]["OOMKilled"])
     evidence.record("restarts", container.attrs["RestartCount"])
     assert codes and set(codes) == {200}, f"answers under load: {sorted(set(codes))}"
@@ -76,9 +84,10 @@ def test_probe_runs_with_the_checklist_limits_and_survives_a_bounded_load(
 @pytest.mark.claim("security.non_root")
 @pytest.mark.containers_only
 def test_app_containers_run_as_non_root(containers, evidence):
-    for service, container in containers.containers.items():
-        if not isinstance(container, svc.AppContainer):
-            continue
+    app = [s for s, c in containers.containers.items() if c.image == containers.images.app]
+    assert len(app) >= 2 + len(containers.contract.consumer_services), app
+    for service in app:
+        container = containers.containers[service]
         result = container.get_wrapped_container().exec_run(["id", "-u"])
         uid = int(result.output.decode().strip())
         evidence.record(f"{service} uid", uid)

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from harness.stack import GROUP, RECORDING_RULES, ContainerStack
+from harness.contract import CHECKLIST
+from harness.stack import ContainerStack
 
 
 @pytest.mark.claim("stack.up")
-def test_exporter_reports_the_group_with_two_members(stack, evidence):
+def test_exporter_reports_the_group_with_every_deployed_consumer(stack, evidence):
     if isinstance(stack, ContainerStack):
         for service, seconds in stack.startup_s.items():
             evidence.record(f"start-up: {service}", round(seconds, 1), "s")
-    members = evidence.record(f"{GROUP} members (kafka_exporter)", stack.group_members())
-    assert members == 2
+    group = stack.contract.group
+    members = evidence.record(f"{group} members (kafka_exporter)", stack.group_members())
+    assert members == stack.contract.consumer_count
+    assert members >= CHECKLIST.min_consumers
 
 
 @pytest.mark.claim("stack.up")
-def test_prometheus_has_series_for_all_eight_recording_rules(prometheus, evidence):
-    counts = {rule: len(prometheus.query(rule)) for rule in RECORDING_RULES}
+def test_prometheus_has_series_for_every_recording_rule(stack, prometheus, evidence):
+    rules = stack.contract.recording_rules
+    assert len(rules) == CHECKLIST.recording_rules, rules
+    counts = {rule: len(prometheus.query(rule)) for rule in rules}
     for rule, count in counts.items():
         evidence.record(f"{rule} series", count)
     assert [rule for rule, count in counts.items() if count == 0] == []

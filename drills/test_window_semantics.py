@@ -3,8 +3,8 @@
 A second probe runs the checklist's queries (max_over_time of skew, min_over_time of consumers)
 beside the stack's probe. Both watch the same short skew spike and the same consumer loss. The
 defaults must not flip on a spike shorter than the window and must recover promptly; what the
-literal queries do is recorded (DESIGN.md section 4 predicts: they flip on the spike at once and
-stay unready for a window after the consumers are back).
+literal queries do is recorded (docs/design.md, "The readiness contract", predicts: they flip on
+the spike at once and stay unready for a window after the consumers are back).
 """
 
 from __future__ import annotations
@@ -14,12 +14,13 @@ from dataclasses import dataclass
 import pytest
 
 from harness.clients import EventProducer, ProbeClient
-from harness.stack import GROUP, TOPIC
+from harness.contract import CHECKLIST
 from harness.steady import wait_for_steady_state
 from harness.timeline import Episode, Moment
 from probe.settings import SEED_CONSUMERS_QUERY, SEED_SKEW_QUERY
 
-SPIKE_EVENTS = 60
+SPIKE_EVENTS = 60  # a backlog that drains well within one window
+THRESHOLD = CHECKLIST.skew_threshold
 SEED_QUERIES = {"SKEW_QUERY": SEED_SKEW_QUERY, "CONSUMERS_QUERY": SEED_CONSUMERS_QUERY}
 
 pytestmark = [pytest.mark.containers_only, pytest.mark.destructive]
@@ -35,12 +36,13 @@ class Comparison:
     group_whole: float
 
 
-def both(seed: ProbeClient, prometheus):
+def both(stack, seed: ProbeClient, prometheus):
     """Per moment: the seed-query probe's answer and the skew Prometheus holds."""
+    group = stack.contract.group
 
     def extra() -> dict[str, object]:
         answer = seed.ready()
-        skew = prometheus.value(f'max(kafka:group_skew_ratio{{consumergroup="{GROUP}"}})')
+        skew = prometheus.value(f'max(kafka:group_skew_ratio{{consumergroup="{group}"}})')
         return {
             "seed_status": answer.status_code,
             "seed_failed": answer.failed_messages,
@@ -57,19 +59,21 @@ def comparison(containers, probe, prometheus) -> Comparison:
     try:
         wait_for_steady_state(stack, probe, prometheus)
         # A spike: a small hot-key backlog that drains in well under one window.
-        spike = Episode(stack, probe, extra=both(seed, prometheus))
+        spike = Episode("short skew spike", stack, probe, extra=both(stack, seed, prometheus))
         drain_s = stack.window_s / 3
         with stack.fault("consumers-slow", delay_ms=max(20, round(drain_s / SPIKE_EVENTS * 1000))):
-            EventProducer(stack.endpoints.kafka_bootstrap, TOPIC).produce(
-                SPIKE_EVENTS, key="TESTKEY", prefix="spike"
+            EventProducer(stack.endpoints.kafka_bootstrap, stack.contract.topic).produce(
+                SPIKE_EVENTS, key=CHECKLIST.hot_key, prefix="spike"
             )
             spike.mark("spike produced")
             began = spike.watch_until(
-                "skew above 4 in Prometheus", lambda m: (m.extra["skew"] or 0) > 4, timeout=60
+                f"skew above {THRESHOLD:g} in Prometheus",
+                lambda m: (m.extra.get("skew") or 0) > THRESHOLD,
+                timeout=60,
             )
             ended = spike.watch_until(
-                "skew back to 4 or less",
-                lambda m: (m.extra["skew"] or 0) <= 4,
+                f"skew back to {THRESHOLD:g} or less",
+                lambda m: m.extra.get("skew") is not None and m.extra["skew"] <= THRESHOLD,
                 timeout=stack.window_s + 60,
             )
         # Watch one more window: a flip can only come from samples inside it.
@@ -81,18 +85,23 @@ def comparison(containers, probe, prometheus) -> Comparison:
         spike_start, spike_end = began.t, ended.t
 
         wait_for_steady_state(stack, probe, prometheus)
-        loss = Episode(stack, probe, extra=both(seed, prometheus))
+        loss = Episode("consumer loss", stack, probe, extra=both(stack, seed, prometheus))
+        count = stack.contract.consumer_count
         with stack.fault("one-consumer-down"):
-            dropped = loss.watch_until("1 member", lambda m: m.members == 1, timeout=60)
+            dropped = loss.watch_until(
+                f"{count - 1} members", lambda m: m.members == count - 1, timeout=60
+            )
             loss.watch_until(
                 "the default probe to flip",
-                lambda m: not m.ready,
+                lambda m: m.known and not m.ready,
                 timeout=stack.window_s + 20 * stack.scrape_s + 30,
             )
-        whole = loss.watch_until("2 members again", lambda m: m.members == 2, timeout=120)
+        whole = loss.watch_until(
+            f"{count} members again", lambda m: m.members == count, timeout=120
+        )
         loss.watch_until(
             "both probes ready again",
-            lambda m: m.ready and m.extra["seed_status"] == 200,
+            lambda m: m.ready and m.extra.get("seed_status") == 200,
             timeout=2 * stack.window_s + 60,
         )
         return Comparison(spike, spike_start, spike_end, loss, dropped.t, whole.t)
@@ -101,7 +110,7 @@ def comparison(containers, probe, prometheus) -> Comparison:
 
 
 def first_unready(moments: list[Moment], seed: bool) -> Moment | None:
-    key = (lambda m: m.extra["seed_status"] != 200) if seed else (lambda m: not m.ready)
+    key = (lambda m: m.extra.get("seed_status") != 200) if seed else (lambda m: not m.ready)
     return next((m for m in moments if key(m)), None)
 
 
@@ -112,12 +121,12 @@ def test_default_queries_never_flip_on_a_spike_shorter_than_the_window(stack, co
         "spike duration",
         round(comparison.spike_end - comparison.spike_start, 1),
         "s",
-        f"window {stack.window_s:g}s (5m)",
+        f"window {stack.clock.label(CHECKLIST.window)}",
     )
-    evidence.observe("short skew spike", moments=spike.to_json(), marks=spike.marks)
     assert comparison.spike_end - comparison.spike_start < stack.window_s, "not a short spike"
-    flip = first_unready(spike.moments, seed=False)
-    assert flip is None, f"the default probe flipped on a short spike: {flip}"
+    # From the spike's start to one window after its end: every answer ready, none missing.
+    seen = spike.assert_ready_throughout(comparison.spike_start, spike.moments[-1].t)
+    evidence.record("observations during and one window after the spike", len(seen))
 
 
 @pytest.mark.claim("window.recovery")
@@ -127,8 +136,7 @@ def test_default_queries_recover_promptly_after_the_consumer_is_back(stack, comp
     assert ready is not None
     recovered = ready.t - comparison.group_whole
     evidence.record("default probe ready after the group was whole", round(recovered, 1), "s")
-    evidence.observe("consumer loss", moments=loss.to_json(), marks=loss.marks)
-    assert recovered <= 5 * stack.scrape_s + 0.5
+    assert 0 <= recovered <= 5 * stack.scrape_s + 0.5
 
 
 @pytest.mark.claim("window.seed_queries")
@@ -137,12 +145,14 @@ def test_the_checklists_literal_queries_flap_on_the_spike_and_recover_a_window_l
 ):
     spike_flip = first_unready(comparison.spike.moments, seed=True)
     loss = comparison.loss
-    seed_ready = loss.first(lambda m: m.extra["seed_status"] == 200, after=comparison.group_whole)
+    seed_ready = loss.first(
+        lambda m: m.extra.get("seed_status") == 200, after=comparison.group_whole
+    )
     seed_flip = next(
         (
             m
             for m in loss.moments
-            if m.t >= comparison.members_dropped and m.extra["seed_status"] != 200
+            if m.t >= comparison.members_dropped and m.extra.get("seed_status") != 200
         ),
         None,
     )
@@ -160,7 +170,7 @@ def test_the_checklists_literal_queries_flap_on_the_spike_and_recover_a_window_l
         "seed queries: ready after the group was whole",
         round(seed_ready.t - comparison.group_whole, 1) if seed_ready else None,
         "s",
-        f"window {stack.window_s:g}s (5m)",
+        f"window {stack.clock.label(CHECKLIST.window)}",
     )
     assert spike_flip is not None, "max_over_time of skew did not flip on the spike"
     assert (

@@ -78,15 +78,18 @@ class PrometheusApi:
         self._connect = PrometheusConnect(url=url, disable_ssl=True)
         self._http = httpx.Client(base_url=url, timeout=HTTP_TIMEOUT_S)
 
-    def query(self, promql: str) -> list[dict]:
-        return self._connect.custom_query(query=promql)
+    def query(self, promql: str, at: float | None = None) -> list[dict]:
+        """An instant query, now or at the Unix time `at` (several queries at one `at` see
+        one instant of the TSDB)."""
+        params = {} if at is None else {"time": f"{at:.3f}"}
+        return self._connect.custom_query(query=promql, params=params)
 
-    def values(self, promql: str) -> list[float]:
-        return [float(item["value"][1]) for item in self.query(promql)]
+    def values(self, promql: str, at: float | None = None) -> list[float]:
+        return [float(item["value"][1]) for item in self.query(promql, at)]
 
-    def value(self, promql: str) -> float | None:
+    def value(self, promql: str, at: float | None = None) -> float | None:
         """The value of a query that should return at most one series (None when empty)."""
-        values = self.values(promql)
+        values = self.values(promql, at)
         if len(values) > 1:
             raise AssertionError(f"{promql} returned {len(values)} series, expected at most one")
         return values[0] if values else None
@@ -205,18 +208,25 @@ class EventProducer:
         prefix: str = "evt",
         flush_timeout_s: float = 60.0,
     ) -> list[str]:
-        """Send `count` events and wait for their acknowledgements; return the acked ids."""
+        """Send `count` events and wait for their acknowledgements; return the acked ids.
+        Fails unless every event was acknowledged: a test never builds on events Kafka refused."""
         acked: list[str] = []
         failed: list[str] = []
+        errors: list[str] = []
 
         def on_delivery(message_id: str, error: object) -> None:
             (failed if error else acked).append(message_id)
+            if error:
+                errors.append(str(error))
 
         for _ in range(count):
             self.send_one(key, partition, prefix, on_delivery)
         remaining = self._producer.flush(flush_timeout_s)
-        if remaining:
-            raise AssertionError(f"{remaining} events not acknowledged within {flush_timeout_s}s")
+        if remaining or len(acked) != count:
+            raise AssertionError(
+                f"{len(acked)} of {count} events acknowledged ({remaining} still queued after "
+                f"{flush_timeout_s}s, {len(failed)} refused: {errors[:3]})"
+            )
         return acked
 
     def send_one(

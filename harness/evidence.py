@@ -1,4 +1,4 @@
-"""What a test measured, kept for the report: named values and timelines, with the time scale.
+"""What a test measured, kept for the report: named values, with the time scale.
 
 A test asks for the `evidence` fixture and records what it observed. Nothing else feeds the
 certification report: an item the tests did not measure is NOT RUN, never PASS.
@@ -25,28 +25,17 @@ class Measurement:
 
 @dataclass
 class Evidence:
-    """Measurements and timelines of one test."""
+    """Measurements of one test (timelines are the episodes of harness/timeline.py)."""
 
     test: str
     time_scale: str
     started: float = field(default_factory=time.time)
     measurements: list[Measurement] = field(default_factory=list)
-    timelines: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    _t0: float = field(default_factory=time.monotonic)
 
     def record(self, name: str, value: Any, unit: str = "", against: str = "") -> Any:
         """Keep one measured value; returns it so a test can record and assert in one line."""
         self.measurements.append(Measurement(name, value, unit, against))
         return value
-
-    def seconds_since_start(self) -> float:
-        return time.monotonic() - self._t0
-
-    def observe(self, timeline: str, **values: Any) -> None:
-        """Add one point (the values seen now) to a named timeline."""
-        self.timelines.setdefault(timeline, []).append(
-            {"t": round(self.seconds_since_start(), 2)} | values
-        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -54,5 +43,4 @@ class Evidence:
             "time_scale": self.time_scale,
             "started": self.started,
             "measurements": [m.to_json() for m in self.measurements],
-            "timelines": self.timelines,
         }

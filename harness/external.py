@@ -16,12 +16,11 @@ import sys
 from fractions import Fraction
 
 from harness import services as svc
+from harness.contract import CHECKLIST
 from harness.images import ensure_images
 from harness.settings import DEFAULT_CONTAINER_SCALE
-from harness.stack import CONSUMER_COUNT, ContainerStack
+from harness.stack import ContainerStack
 from harness.testcontainers_setup import configure_testcontainers
-
-HOT_KEY_EVENTS = 300  # the hot-key drill's backlog
 
 
 def external_environment(stack: ContainerStack) -> dict[str, str]:
@@ -33,7 +32,7 @@ def external_environment(stack: ContainerStack) -> dict[str, str]:
     def names(*services: str) -> str:
         return " ".join(stack.docker_container(service).name for service in services)
 
-    consumers = names(*(f"{svc.CONSUMERS}-{i}" for i in range(1, CONSUMER_COUNT + 1)))
+    consumers = names(*stack.contract.consumer_services)
     controls = " ".join(f"{url}/control" for url in sorted(endpoints.consumer_urls.values()))
 
     def set_delay(milliseconds: int) -> str:
@@ -41,7 +40,7 @@ def external_environment(stack: ContainerStack) -> dict[str, str]:
         return f"curl -fsS -X PUT -H 'Content-Type: application/json' -d {body} {controls}"
 
     faults = {
-        "one-consumer-down": names(f"{svc.CONSUMERS}-1"),
+        "one-consumer-down": names(stack.contract.consumer_services[0]),
         "consumers-down": consumers,
         "prometheus-down": names(svc.PROMETHEUS),
     }
@@ -54,7 +53,7 @@ def external_environment(stack: ContainerStack) -> dict[str, str]:
         )
     ]
     commands += [
-        f"consumers-slow:inject={set_delay(stack.hot_key_delay_ms(HOT_KEY_EVENTS))}",
+        f"consumers-slow:inject={set_delay(stack.hot_key_delay_ms(CHECKLIST.hot_key_events))}",
         f"consumers-slow:restore={set_delay(0)}",
     ]
     return {

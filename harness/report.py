@@ -18,11 +18,17 @@ from typing import Any
 import pytest
 
 from harness.claims import BY_ID, CLAIMS, SECTIONS, Claim
+from harness.contract import CHECKLIST, Clock
+from harness.contract import load as load_contract
 from harness.evidence import Evidence
+from harness.services import OVERRIDES
 from harness.settings import HarnessSettings
+from harness.timeline import JOURNAL, Episode
 
-PASS, FAIL, NOT_RUN = "PASS", "FAIL", "NOT RUN"
-ICONS = {PASS: "✅", FAIL: "❌", NOT_RUN: "⚪"}
+PASS, FAIL, NOT_RUN, OUT_OF_SCOPE = "PASS", "FAIL", "NOT RUN", "OUT OF SCOPE"
+ICONS = {PASS: "✅", FAIL: "❌", NOT_RUN: "⚪", OUT_OF_SCOPE: "⚫"}
+# Why a test is out of scope of an external run (conftest.py marks it so).
+OUT_OF_SCOPE_WHY = "needs the containers this run starts (--stack=containers)"
 
 
 @dataclass
@@ -33,6 +39,7 @@ class TestResult:
     duration_s: float = 0.0
     detail: str = ""
     evidence: Evidence | None = None
+    out_of_scope: bool = False  # external run, and the test needs this run's containers
 
 
 @dataclass
@@ -43,12 +50,45 @@ class ClaimResult:
 
 
 def claim_status(tests: list[TestResult]) -> str:
-    outcomes = {test.outcome for test in tests}
+    """FAIL when any test failed; PASS when every in-scope test passed; OUT OF SCOPE when every
+    test is out of this run's scope; NOT RUN otherwise (none ran, or some were skipped)."""
+    in_scope = [test for test in tests if not test.out_of_scope]
+    if tests and not in_scope:
+        return OUT_OF_SCOPE
+    outcomes = {test.outcome for test in in_scope}
     if "failed" in outcomes:
         return FAIL
     if outcomes == {"passed"}:
         return PASS
     return NOT_RUN
+
+
+@dataclass
+class Verdict:
+    """The run's verdict and every reason it is not CERTIFIED."""
+
+    external: bool
+    failed_tests: list[str]
+    missing_claims: list[str]
+    run_failed: str = ""
+
+    @property
+    def certified(self) -> bool:
+        return not (self.failed_tests or self.missing_claims or self.run_failed)
+
+    @property
+    def text(self) -> str:
+        if not self.certified:
+            return "NOT CERTIFIED"
+        return "CERTIFIED (external scope)" if self.external else "CERTIFIED"
+
+    @property
+    def reasons(self) -> list[str]:
+        return (
+            [f"test failed: {nodeid}" for nodeid in self.failed_tests]
+            + [f"required item not PASS: {claim}" for claim in self.missing_claims]
+            + ([self.run_failed] if self.run_failed else [])
+        )
 
 
 class CertificationReport:
@@ -62,7 +102,11 @@ class CertificationReport:
 
     # -- collection of outcomes ----------------------------------------------------------
 
+    @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        """Every test of a certify run belongs to a known claim: a test without one would pass
+        or fail without the verdict noticing, so it is a usage error."""
+        unclaimed = []
         for item in items:
             claims = [marker.args[0] for marker in item.iter_markers("claim")]
             unknown = [claim for claim in claims if claim not in BY_ID]
@@ -70,8 +114,19 @@ class CertificationReport:
                 raise pytest.UsageError(
                     f"{item.nodeid}: unknown claim {unknown} (harness/claims.py)"
                 )
-            if claims:
-                self.results[item.nodeid] = TestResult(item.nodeid, claims)
+            if not claims:
+                unclaimed.append(item.nodeid)
+            external_only_skip = self.settings.stack == "external" and bool(
+                item.get_closest_marker("containers_only")
+            )
+            self.results[item.nodeid] = TestResult(
+                item.nodeid, claims, out_of_scope=external_only_skip
+            )
+        if unclaimed:
+            raise pytest.UsageError(
+                "every test of a certify run must prove a claim "
+                "(@pytest.mark.claim, harness/claims.py); without one:\n  " + "\n  ".join(unclaimed)
+            )
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
@@ -88,6 +143,10 @@ class CertificationReport:
             )
             if not report.passed:
                 result.detail = _short(report)
+            if hasattr(report, "wasxfail"):
+                # An expected failure proves nothing, and an unexpected pass is not a PASS.
+                result.outcome = "failed"
+                result.detail = f"xfail ({report.wasxfail or 'no reason'}): not a proof"
         elif report.when == "teardown" and report.failed:
             result.outcome, result.detail = "failed", _short(report)
 
@@ -103,32 +162,63 @@ class CertificationReport:
             for claim in CLAIMS
         ]
 
+    def verdict(self, claims: list[ClaimResult], exitstatus: int) -> Verdict:
+        external = self.settings.stack == "external"
+        in_scope = (PASS, OUT_OF_SCOPE) if external else (PASS,)
+        return Verdict(
+            external=external,
+            failed_tests=[t.nodeid for t in self.results.values() if t.outcome == "failed"],
+            missing_claims=[
+                c.claim.id for c in claims if c.claim.required and c.status not in in_scope
+            ],
+            run_failed=(
+                f"the test run itself failed (pytest exit status {int(exitstatus)})"
+                if exitstatus not in (0, pytest.ExitCode.TESTS_FAILED)
+                else ""
+            ),
+        )
+
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         claims = self.claim_results()
+        verdict = self.verdict(claims, session.exitstatus)
         directory = Path(self.settings.reports_dir)
         directory.mkdir(parents=True, exist_ok=True)
-        timelines = write_timelines(self.results.values(), directory)
+        timelines = write_timelines(JOURNAL, directory, self.threshold, self.settings.time_scale)
         (directory / "evidence.json").write_text(
-            json.dumps(self.evidence_json(claims), indent=2, default=str)
+            json.dumps(self.evidence_json(claims, verdict), indent=2, default=str)
         )
-        (directory / "certification.md").write_text(self.markdown(claims, timelines))
-        missing = [c.claim.id for c in claims if c.claim.required and c.status != PASS]
+        (directory / "certification.md").write_text(self.markdown(claims, timelines, verdict))
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter:
             reporter.write_line(
-                f"certification report: {directory / 'certification.md'} "
-                f"({'CERTIFIED' if not missing else 'NOT CERTIFIED: ' + ', '.join(missing)})"
+                f"certification report: {directory / 'certification.md'} ({verdict.text})"
             )
-        if missing and session.exitstatus == 0:
+            for reason in verdict.reasons:
+                reporter.write_line(f"  {reason}")
+        # The exit code says what the document says.
+        if not verdict.certified and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
-    def evidence_json(self, claims: list[ClaimResult]) -> dict[str, Any]:
+    @property
+    def threshold(self) -> float:
+        return load_contract().skew_threshold
+
+    def evidence_json(self, claims: list[ClaimResult], verdict: Verdict) -> dict[str, Any]:
         return {
             "generated": datetime.now(UTC).isoformat(),
+            "verdict": verdict.text,
+            "reasons": verdict.reasons,
+            "overrides": (
+                [vars(o) for o in OVERRIDES] if self.settings.stack == "containers" else []
+            ),
             "stack": self.settings.stack,
             "images": self.settings.images if self.settings.stack == "containers" else None,
             "time_scale": str(self.settings.time_scale),
             "duration_s": round(time.time() - self.started, 1),
+            "episodes": {
+                episode.title: {"moments": episode.to_json(), "marks": episode.marks}
+                for episode in JOURNAL
+            },
             "claims": [
                 {
                     "id": c.claim.id,
@@ -146,6 +236,7 @@ class CertificationReport:
                     "outcome": t.outcome,
                     "duration_s": round(t.duration_s, 1),
                     "claims": t.claims,
+                    "out_of_scope": t.out_of_scope,
                     "detail": t.detail,
                     "evidence": t.evidence.to_json() if t.evidence else None,
                 }
@@ -153,30 +244,59 @@ class CertificationReport:
             ],
         }
 
-    def markdown(self, claims: list[ClaimResult], timelines: dict[str, str]) -> str:
-        scale = self.settings.time_scale
-        missing = [c for c in claims if c.claim.required and c.status != PASS]
-        counts = {
-            status: sum(c.status == status for c in claims) for status in (PASS, FAIL, NOT_RUN)
-        }
-        verdict = "CERTIFIED" if not missing else "NOT CERTIFIED"
+    def markdown(
+        self, claims: list[ClaimResult], timelines: dict[str, str], verdict: Verdict
+    ) -> str:
+        contract = load_contract()
+        clock = Clock(self.settings.time_scale)
+        statuses = (PASS, FAIL, NOT_RUN, OUT_OF_SCOPE)
+        counts = {status: sum(c.status == status for c in claims) for status in statuses}
+        skew_for = contract.alert(CHECKLIST.skew_alert).for_s
         lines = [
-            "# Production readiness certification: crm-events-sse monitoring stack",
+            f"# Production readiness certification: {contract.group} monitoring stack",
             "",
-            f"**Verdict: {verdict}** ({counts[PASS]} PASS, {counts[FAIL]} FAIL, "
-            f"{counts[NOT_RUN]} NOT RUN; {len(missing)} required item(s) not PASS)",
+            f"**Verdict: {verdict.text}** ("
+            + ", ".join(f"{counts[s]} {s}" for s in statuses if counts[s] or s != OUT_OF_SCOPE)
+            + ")",
             "",
+            *[f"- {reason}" for reason in verdict.reasons],
+            *([""] if verdict.reasons else []),
             f"- Generated: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `nox -s certify`, "
             "from what this run's tests measured; nothing here is written by hand.",
             f"- Stack: {self.settings.stack}"
-            + (f" ({self.settings.images} images)" if self.settings.stack == "containers" else ""),
-            f"- Time scale: {scale} (every duration of the live stack is the production duration x "
-            f"{scale}: scrape 15s -> {_fmt(15 * scale)}, window 5m -> {_fmt(300 * scale)}, "
-            f"for: 12m -> {_fmt(720 * scale)}). Measured times below are on this scale; the "
-            "production value each stands for is given beside it.",
+            + (f" ({self.settings.images} images)" if self.settings.stack == "containers" else "")
+            + f", deployable files {contract.stack_dir}",
+            f"- Time scale: {clock.scale} (every duration of the live stack is the production "
+            f"duration x {clock.scale}: scrape {clock.label(contract.scrape_s)}, window "
+            f"{clock.label(contract.window_s)}, {CHECKLIST.skew_alert} for: "
+            f"{clock.label(skew_for)}). Measured times below are on this scale; the production "
+            "value each stands for is given beside it.",
             f"- Run time: {(time.time() - self.started) / 60:.1f} min",
             "",
         ]
+        if self.settings.stack == "containers":
+            lines += [
+                "## Stack under test",
+                "",
+                f"Every service as `{contract.stack_dir.name}/compose.yaml` defines it (command, "
+                "environment, limits, restart policy, healthcheck, user, read-only root, tmpfs, "
+                "capabilities, aliases), except for these declared overrides:",
+                "",
+                "| services | what | why |",
+                "|---|---|---|",
+                *[f"| {o.services} | {o.what} | {o.why} |" for o in OVERRIDES],
+                "",
+            ]
+        else:
+            lines += [
+                "## Scope of this external run",
+                "",
+                f"Items marked {OUT_OF_SCOPE} {OUT_OF_SCOPE_WHY}: they are certified by a "
+                "`--stack=containers` run of the same files, not by this one. Destructive items "
+                "stay NOT RUN (and the verdict NOT CERTIFIED) without --allow-destructive and "
+                "fault commands.",
+                "",
+            ]
         for section in SECTIONS:
             items = [c for c in claims if c.claim.section == section]
             if not items:
@@ -209,7 +329,8 @@ def _test_lines(tests: list[TestResult]) -> list[str]:
             quiet[module] = quiet.get(module, 0) + 1
             continue
         name = test.nodeid.split("::")[-1]
-        lines.append(f"  - `{name}`: {test.outcome}" + (f" ({test.detail})" if test.detail else ""))
+        outcome = f"out of scope: {OUT_OF_SCOPE_WHY}" if test.out_of_scope else test.outcome
+        lines.append(f"  - `{name}`: {outcome}" + (f" ({test.detail})" if test.detail else ""))
         for m in measurements:
             against = f" (against {m.against})" if m.against else ""
             unit = f" {m.unit}" if m.unit else ""
@@ -226,74 +347,63 @@ def _short(report: pytest.TestReport) -> str:
     return (last[-1] if last else text)[:300]
 
 
-def _fmt(seconds: Any) -> str:
-    value = float(seconds)
-    return f"{value:g}s"
-
-
 def _value(value: Any) -> str:
     text = json.dumps(value, default=str) if isinstance(value, dict | list) else str(value)
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def write_timelines(results: Any, directory: Path) -> dict[str, str]:
-    """One PNG per recorded episode timeline: probe status, group members, skew, alert."""
+def write_timelines(
+    episodes: list[Episode], directory: Path, threshold: float, scale: Any
+) -> dict[str, str]:
+    """One PNG per episode of the run: probe status, group members, skew and alert."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     written: dict[str, str] = {}
-    for result in results:
-        if not result.evidence:
+    for episode in episodes:
+        moments = episode.to_json()
+        if not moments:
             continue
-        for title, points in result.evidence.timelines.items():
-            moments = [m for point in points for m in point.get("moments", [])]
-            if not moments:
-                continue
-            t = [m["t"] for m in moments]
-            fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
+        t = [m["t"] for m in moments]
+        fig, axes = plt.subplots(3, 1, figsize=(10, 7), sharex=True)
+        axes[0].step(
+            t,
+            [1 if m["status"] == 200 else 0 if m["status"] else -1 for m in moments],
+            where="post",
+            label="stack probe ready (1), not ready (0), no answer (-1)",
+        )
+        if any("seed_status" in m for m in moments):
             axes[0].step(
                 t,
-                [1 if m["status"] == 200 else 0 for m in moments],
+                [1 if m.get("seed_status") == 200 else 0 for m in moments],
                 where="post",
-                label="stack probe ready",
+                linestyle="--",
+                label="seed-query probe ready",
             )
-            if any("seed_status" in m for m in moments):
-                axes[0].step(
-                    t,
-                    [1 if m.get("seed_status") == 200 else 0 for m in moments],
-                    where="post",
-                    linestyle="--",
-                    label="seed-query probe ready",
+        axes[0].set_ylabel("/ready 200")
+        axes[0].legend(loc="lower left", fontsize=7)
+        axes[1].plot(t, [m.get("members") or 0 for m in moments], label="group members")
+        axes[1].set_ylabel("members")
+        if any(m.get("skew") is not None for m in moments):
+            axes[2].plot(t, [m.get("skew") or 0 for m in moments], label="skew ratio")
+            axes[2].axhline(threshold, color="red", linestyle=":", label=f"threshold {threshold:g}")
+            firing = [float(m["t"]) for m in moments if m.get("alert") == "firing"]  # type: ignore[arg-type]
+            if firing:
+                axes[2].axvspan(
+                    min(firing), max(firing), color="orange", alpha=0.2, label="alert firing"
                 )
-            axes[0].set_ylabel("/ready 200")
-            axes[0].legend(loc="lower left")
-            axes[1].plot(t, [m.get("members") or 0 for m in moments], label="group members")
-            axes[1].set_ylabel("members")
-            if any(m.get("skew") is not None for m in moments):
-                axes[2].plot(t, [m.get("skew") or 0 for m in moments], label="skew ratio")
-                axes[2].axhline(4, color="red", linestyle=":", label="threshold 4")
-                firing = [m["t"] for m in moments if m.get("alert") == "firing"]
-                if firing:
-                    axes[2].axvspan(
-                        min(firing),
-                        max(firing),
-                        color="orange",
-                        alpha=0.2,
-                        label="CrmEventsHotKeySkewHigh firing",
-                    )
-                axes[2].set_ylabel("skew")
-                axes[2].legend(loc="upper right")
-            for point in points:
-                for mark, at in (point.get("marks") or {}).items():
-                    for axis in axes:
-                        axis.axvline(at, color="grey", linewidth=0.8)
-                    axes[0].annotate(mark, (at, 1.05), fontsize=7, rotation=15)
-            axes[-1].set_xlabel(f"seconds (time scale {result.evidence.time_scale})")
-            fig.suptitle(title)
-            name = "timeline-" + "".join(c if c.isalnum() else "-" for c in title.lower()) + ".png"
-            fig.savefig(directory / name, dpi=90)
-            plt.close(fig)
-            written[title] = name
+            axes[2].set_ylabel("skew")
+            axes[2].legend(loc="upper right")
+        for mark, at in episode.marks.items():
+            for axis in axes:
+                axis.axvline(at, color="grey", linewidth=0.8)
+            axes[0].annotate(mark, (at, 1.05), fontsize=7, rotation=15)
+        axes[-1].set_xlabel(f"seconds (time scale {scale})")
+        fig.suptitle(episode.title)
+        name = "timeline-" + "".join(c if c.isalnum() else "-" for c in episode.title.lower())
+        fig.savefig(directory / f"{name}.png", dpi=90)
+        plt.close(fig)
+        written[episode.title] = f"{name}.png"
     return written

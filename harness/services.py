@@ -1,20 +1,29 @@
-"""One small class per stack service: pinned image, `with_*` setters, `get_*` getters, one wait.
+"""One small class per stack service, each built from its definition in stack/compose.yaml.
 
-Every container is labelled with the run it belongs to, joins the run's network under the host
-name the stack's configs use, and publishes its ports on 127.0.0.1 only, at a host port chosen
-before start so that a stopped and restarted container keeps it.
+What runs is what is deployed (docs/design.md, "What is certified is what is deployed"): a
+container takes its command, environment, CPU and memory limits, restart policy, healthcheck,
+user, read-only root, tmpfs, capabilities, security options, bind mounts and network aliases from
+its compose service. The harness changes only what `OVERRIDES` declares, each with its reason; the
+report prints that list.
+
+Every container is labelled with the run it belongs to, joins the run's network under its compose
+service name, and publishes ports on 127.0.0.1 only, at a host port chosen before start so that a
+stopped and restarted container keeps it.
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Self
 
 from testcontainers.core.container import DockerContainer
 from testcontainers.core.network import Network
 from testcontainers.core.wait_strategies import HttpWaitStrategy, LogMessageWaitStrategy
+
+from harness.contract import Clock, Contract, byte_size, environment, interpolate, seconds
 
 LABEL = "crm-cert.run"
 SERVICE_LABEL = "crm-cert.service"
@@ -23,7 +32,7 @@ SERVICE_LABEL = "crm-cert.service"
 OWNER_LABEL = "crm-cert.owner"
 STARTUP_TIMEOUT_S = 90
 
-# The stack's host names (the configs under stack/ use them).
+# The stack's host names: the compose service names, which the configs under stack/ use.
 KAFKA = "kafka"
 EXPORTER = "kafka-exporter"
 PROMETHEUS = "prometheus"
@@ -40,6 +49,74 @@ PROBE_PORT = 9011
 WEBHOOK_PORT = 9096
 
 
+@dataclass(frozen=True)
+class Override:
+    """One way the live stack differs from stack/compose.yaml, and why."""
+
+    services: str
+    what: str
+    why: str
+
+
+OVERRIDES = (
+    Override(
+        "all",
+        "image names",
+        "the run's image set (offline: built here; upstream: the compose defaults' pins)",
+    ),
+    Override(
+        "prometheus, alertmanager",
+        "mounted config and rule files",
+        "rendered with every duration x the time scale, and nothing else changed",
+    ),
+    Override(
+        PROBE,
+        "WINDOW_MINUTES, CACHE_TTL_SECONDS",
+        "x the time scale (the probe's window and cache follow the compressed clock)",
+    ),
+    Override(
+        "all",
+        "host ports",
+        "the ports the suites read (Kafka, exporter, Prometheus, Alertmanager, consumers' "
+        "metrics, webhook) are published on 127.0.0.1 at free ports; the probe publishes none",
+    ),
+    Override(
+        "all",
+        "networks",
+        "one bridge network per run instead of crm-internal + crm-access: an internal network "
+        "cannot publish the ports the suites read; compose's aliases are kept",
+    ),
+    Override(
+        KAFKA,
+        "an EXTERNAL listener on 127.0.0.1",
+        "the suites produce and read offsets from the host",
+    ),
+    Override(
+        "kafka-init",
+        "not started",
+        "the harness creates the same topic (name, partitions, replication factor from "
+        "kafka-init's command) through the admin API, without another JVM start",
+    ),
+    Override(
+        "kafka, prometheus, alertmanager, grafana",
+        "named volumes not mounted",
+        "the container's own filesystem keeps the data across a drill's stop and start, and "
+        "goes with the run",
+    ),
+    Override(
+        TOXIPROXY,
+        "added",
+        "the suites' only way in to the internal-only probe, and latency between a drill's "
+        "probe and Prometheus",
+    ),
+    Override(
+        CONSUMERS,
+        "CONTROL_ENABLED=true",
+        "the drills slow the consumers down through their control endpoint",
+    ),
+)
+
+
 def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -51,17 +128,88 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class Run:
+    """What every container of one run shares."""
+
+    run_id: str
+    network: Network
+    contract: Contract
+    clock: Clock
+    rendered: Path  # time-scaled copies of the files under stack/ that services mount
+
+
+def compose_kwargs(definition: dict[str, Any]) -> dict[str, Any]:
+    """Docker keyword arguments for what a compose service says about its container."""
+    kwargs: dict[str, Any] = {}
+    limits = definition.get("deploy", {}).get("resources", {}).get("limits", {})
+    if "cpus" in limits:
+        kwargs["nano_cpus"] = round(float(limits["cpus"]) * 1e9)
+    if "memory" in limits:
+        kwargs["mem_limit"] = byte_size(limits["memory"])
+    if "memswap_limit" in definition:
+        kwargs["memswap_limit"] = byte_size(definition["memswap_limit"])
+    restart = definition.get("restart", "no")
+    if restart != "no":
+        kwargs["restart_policy"] = {"Name": restart}
+    for key in ("user", "cap_add", "cap_drop", "security_opt", "read_only"):
+        if key in definition:
+            kwargs[key] = definition[key]
+    if "healthcheck" in definition:
+        kwargs["healthcheck"] = healthcheck(definition["healthcheck"])
+    return kwargs
+
+
+def healthcheck(spec: dict[str, Any]) -> dict[str, Any]:
+    """Compose's healthcheck in the Engine API's form (durations in nanoseconds)."""
+    result: dict[str, Any] = {"test": spec["test"]}
+    for key in ("interval", "timeout", "start_period"):
+        if key in spec:
+            result[key] = round(seconds(spec[key]) * 1e9)
+    if "retries" in spec:
+        result["retries"] = int(spec["retries"])
+    return result
+
+
+def aliases(definition: dict[str, Any]) -> list[str]:
+    networks = definition.get("networks") or {}
+    if not isinstance(networks, dict):
+        return []
+    return [alias for network in networks.values() for alias in (network or {}).get("aliases", [])]
+
+
 class StackContainer(DockerContainer):
-    """A container of one run of the stack."""
+    """A container of one run of the stack, as its compose service defines it."""
 
     def __init__(
-        self, image: str, service: str, run_id: str, network: Network, **docker_kwargs: Any
+        self, image: str, service: str, run: Run, definition: dict[str, Any] | None = None
     ) -> None:
-        labels = {LABEL: run_id, SERVICE_LABEL: service, OWNER_LABEL: owner()}
-        super().__init__(image, labels=labels, **docker_kwargs)
+        definition = definition or {}
+        labels = {LABEL: run.run_id, SERVICE_LABEL: service, OWNER_LABEL: owner()}
+        super().__init__(image, labels=labels, **compose_kwargs(definition))
         self.service = service
-        self.with_network(network).with_network_aliases(service)
-        self.with_name(f"crm-cert-{run_id}-{service}")
+        self.run = run
+        self.with_network(run.network).with_network_aliases(service, *aliases(definition))
+        self.with_name(f"crm-cert-{run.run_id}-{service}")
+        if "command" in definition:
+            self.with_command([str(part) for part in definition["command"]])
+        self.with_envs(**{k: interpolate(v) for k, v in environment(definition).items()})
+        for path in definition.get("tmpfs", []):
+            self.with_tmpfs_mount(path)
+        for volume in definition.get("volumes", []):
+            self._mount(str(volume))
+        for port in definition.get("ports", []):
+            self.with_published_port(int(str(port).rsplit(":", 1)[-1]))
+
+    def _mount(self, volume: str) -> None:
+        """Bind mounts of files under stack/ (their time-scaled copy where there is one); named
+        volumes are not mounted (OVERRIDES)."""
+        source, target, *mode = volume.split(":")
+        if not source.startswith("."):
+            return
+        rendered = self.run.rendered / source
+        host = rendered if rendered.exists() else self.run.contract.stack_dir / source
+        self.with_volume_mapping(str(host.resolve()), target, mode[0] if mode else "rw")
 
     def with_published_port(self, container_port: int) -> Self:
         """Publish `container_port` on 127.0.0.1 only, at a host port fixed now."""
@@ -80,35 +228,25 @@ class StackContainer(DockerContainer):
         )
 
 
-class KafkaBroker(StackContainer):
-    """One KRaft node (broker and controller), configured like the upstream apache/kafka image."""
+class ComposeService(StackContainer):
+    """A service of stack/compose.yaml, by name."""
+
+    def __init__(self, image: str, service: str, run: Run) -> None:
+        super().__init__(image, service, run, run.contract.service(service))
+
+
+class KafkaBroker(ComposeService):
+    """The Kafka node of compose.yaml, plus a listener the host reaches (OVERRIDES)."""
 
     EXTERNAL_PORT = 9094
 
-    def __init__(self, image: str, run_id: str, network: Network) -> None:
-        super().__init__(image, KAFKA, run_id, network)
+    def __init__(self, image: str, run: Run) -> None:
+        super().__init__(image, KAFKA, run)
         self.with_published_port(self.EXTERNAL_PORT)
-        external = self.get_published_port(self.EXTERNAL_PORT)
-        self.with_envs(
-            CLUSTER_ID="crm-cert-kraft-cluster1",
-            KAFKA_NODE_ID="1",
-            KAFKA_PROCESS_ROLES="broker,controller",
-            KAFKA_LISTENERS=f"INTERNAL://:19092,EXTERNAL://:{self.EXTERNAL_PORT},CONTROLLER://:9093",
-            KAFKA_ADVERTISED_LISTENERS=f"INTERNAL://{KAFKA_INTERNAL},EXTERNAL://127.0.0.1:{external}",
-            KAFKA_LISTENER_SECURITY_PROTOCOL_MAP=(
-                "INTERNAL:PLAINTEXT,EXTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT"
-            ),
-            KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
-            KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
-            KAFKA_INTER_BROKER_LISTENER_NAME="INTERNAL",
-            KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
-            KAFKA_OFFSETS_TOPIC_NUM_PARTITIONS="3",
-            KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
-            KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
-            KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
-            KAFKA_AUTO_CREATE_TOPICS_ENABLE="false",
-            KAFKA_HEAP_OPTS="-Xmx512m -Xms256m",
-        )
+        external = f"EXTERNAL://127.0.0.1:{self.get_published_port(self.EXTERNAL_PORT)}"
+        self.env["KAFKA_LISTENERS"] += f",EXTERNAL://:{self.EXTERNAL_PORT}"
+        self.env["KAFKA_ADVERTISED_LISTENERS"] += f",{external}"
+        self.env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"] += ",EXTERNAL:PLAINTEXT"
         self.waiting_for(
             LogMessageWaitStrategy("Kafka Server started").with_startup_timeout(STARTUP_TIMEOUT_S)
         )
@@ -117,159 +255,101 @@ class KafkaBroker(StackContainer):
         return f"127.0.0.1:{self.get_published_port(self.EXTERNAL_PORT)}"
 
 
-class KafkaExporter(StackContainer):
-    """kafka_exporter (or the offline image with its command line), on :9308."""
-
+class KafkaExporter(ComposeService):
     PORT = 9308
 
-    def __init__(self, image: str, run_id: str, network: Network, kafka_version: str) -> None:
-        super().__init__(image, EXPORTER, run_id, network)
-        self.with_command(
-            [
-                f"--kafka.server={KAFKA_INTERNAL}",
-                f"--kafka.version={kafka_version}",
-                f"--web.listen-address=:{self.PORT}",
-            ]
-        )
+    def __init__(self, image: str, run: Run) -> None:
+        super().__init__(image, EXPORTER, run)
         self.with_published_port(self.PORT).with_http_wait(self.PORT, "/metrics")
 
 
-class Prometheus(StackContainer):
+class Prometheus(ComposeService):
     PORT = 9090
 
-    def __init__(self, image: str, run_id: str, network: Network, config_dir: Path) -> None:
-        super().__init__(image, PROMETHEUS, run_id, network)
-        self.with_volume_mapping(str(config_dir), "/etc/prometheus", "ro")
-        self.with_command(
-            [
-                "--config.file=/etc/prometheus/prometheus.yml",
-                "--storage.tsdb.path=/prometheus",
-                "--web.enable-lifecycle",
-            ]
-        )
-        self.with_published_port(self.PORT).with_http_wait(self.PORT, "/-/ready")
+    def __init__(self, image: str, run: Run) -> None:
+        super().__init__(image, PROMETHEUS, run)
+        self.with_http_wait(self.PORT, "/-/ready")
 
 
-class Alertmanager(StackContainer):
+class Alertmanager(ComposeService):
     PORT = 9093
 
-    def __init__(self, image: str, run_id: str, network: Network, config_dir: Path) -> None:
-        super().__init__(image, ALERTMANAGER, run_id, network)
-        self.with_volume_mapping(str(config_dir), "/etc/alertmanager", "ro")
-        self.with_command(
-            [
-                "--config.file=/etc/alertmanager/alertmanager.yml",
-                "--storage.path=/alertmanager",
-                "--cluster.listen-address=",
-            ]  # one instance: no gossip port
-        )
-        self.with_published_port(self.PORT).with_http_wait(self.PORT, "/-/ready")
+    def __init__(self, image: str, run: Run) -> None:
+        super().__init__(image, ALERTMANAGER, run)
+        self.with_http_wait(self.PORT, "/-/ready")
+
+
+class Grafana(ComposeService):
+    PORT = 3000
+
+    def __init__(self, image: str, run: Run) -> None:
+        super().__init__(image, GRAFANA, run)
+        self.with_http_wait(self.PORT, "/api/health")
+
+
+class HealthProbe(ComposeService):
+    """The readiness probe as deployed: its environment, limits and restart policy, no host
+    port (the suites reach it through toxiproxy), its window and cache on the run's clock."""
+
+    def __init__(self, image: str, run: Run) -> None:
+        super().__init__(image, PROBE, run)
+        self.with_envs(**scaled_probe_env(run))
+
+
+def scaled_probe_env(run: Run, **overrides: str) -> dict[str, str]:
+    """The deployed probe's environment with its window and cache TTL on the run's clock."""
+    env = run.contract.probe_env
+    return (
+        env
+        | {
+            "WINDOW_MINUTES": f"{run.clock.seconds(float(env['WINDOW_MINUTES']) * 60) / 60:.6f}",
+            "CACHE_TTL_SECONDS": f"{run.clock.seconds(float(env['CACHE_TTL_SECONDS'])):.3f}",
+        }
+        | overrides
+    )
+
+
+class DrillProbe(StackContainer):
+    """A second probe for a drill (other queries, no limits), published on 127.0.0.1."""
+
+    def __init__(self, image: str, run: Run, name: str, env: dict[str, str]) -> None:
+        definition = run.contract.service(PROBE)
+        super().__init__(image, name, run, {"command": definition["command"]})
+        self.with_envs(**env)
+        self.with_published_port(PROBE_PORT).with_http_wait(PROBE_PORT, "/health")
+
+
+class CrmEventsConsumer(StackContainer):
+    """A consumer replica of compose.yaml; `index` beyond the compose replicas is a copy of the
+    first one with its own INSTANCE (the rebalance drill's extra consumer)."""
+
+    def __init__(self, image: str, run: Run, index: int) -> None:
+        names = run.contract.consumer_services
+        service = f"{CONSUMERS}-{index}"
+        definition = run.contract.service(names[index - 1] if index <= len(names) else names[0])
+        super().__init__(image, service, run, definition)
+        self.with_envs(INSTANCE=service, CONTROL_ENABLED="true")
+        port = int(self.env.get("METRICS_PORT", CONSUMER_METRICS_PORT))
+        self.with_published_port(port).with_http_wait(port, "/metrics")
+
+
+class AlertWebhook(ComposeService):
+    def __init__(self, image: str, run: Run) -> None:
+        super().__init__(image, WEBHOOK, run)
+        port = int(self.env["PORT"])
+        self.with_published_port(port).with_http_wait(port, "/health")
 
 
 class Toxiproxy(StackContainer):
-    """A TCP proxy the suites control: the way in to internal-only services, and latency faults."""
+    """A TCP proxy the suites control (not in compose.yaml: OVERRIDES)."""
 
     API_PORT = 8474
 
-    def __init__(self, image: str, run_id: str, network: Network, listen_ports: list[int]) -> None:
-        super().__init__(image, TOXIPROXY, run_id, network)
+    def __init__(self, image: str, run: Run, listen_ports: list[int]) -> None:
+        super().__init__(image, TOXIPROXY, run)
         self.with_command(["-host=0.0.0.0", f"-port={self.API_PORT}"])
         self.with_env("LOG_LEVEL", "warn")  # its default logs every connection at trace level
         self.with_published_port(self.API_PORT)
         for port in listen_ports:
             self.with_published_port(port)
         self.with_http_wait(self.API_PORT, "/version")
-
-
-class Grafana(StackContainer):
-    """Grafana with the stack's provisioning mounted: datasource and dashboard load at start-up."""
-
-    PORT = 3000
-
-    def __init__(self, image: str, run_id: str, network: Network, grafana_dir: Path) -> None:
-        super().__init__(image, GRAFANA, run_id, network)
-        self.with_volume_mapping(str(grafana_dir / "provisioning"), "/etc/grafana/provisioning")
-        self.with_volume_mapping(str(grafana_dir / "dashboards"), "/var/lib/grafana/dashboards")
-        self.with_envs(
-            GF_SECURITY_ADMIN_PASSWORD="crm-cert",
-            GF_ANALYTICS_REPORTING_ENABLED="false",
-            GF_ANALYTICS_CHECK_FOR_UPDATES="false",
-            GF_PLUGINS_PREINSTALL_DISABLED="true",
-        )
-        self.with_published_port(self.PORT).with_http_wait(self.PORT, "/api/health")
-
-
-class AppContainer(StackContainer):
-    """The project's own image: probe, consumer and webhook receiver, non-root."""
-
-    def __init__(
-        self,
-        image: str,
-        service: str,
-        run_id: str,
-        network: Network,
-        module: str,
-        **docker_kwargs: object,
-    ) -> None:
-        super().__init__(image, service, run_id, network, **docker_kwargs)
-        self.with_command(["python3", "-m", module])
-        self.with_env("PYTHONUNBUFFERED", "1")
-
-
-class HealthProbe(AppContainer):
-    """The readiness probe with the seed's limits: 0.10 CPU, 64M, restart unless-stopped, and
-    no host port: the suites reach it through the toxiproxy access route, like any client on the
-    internal network would."""
-
-    CPU_LIMIT_NANO = 100_000_000
-    MEMORY_LIMIT = "64m"
-
-    def __init__(
-        self,
-        image: str,
-        run_id: str,
-        network: Network,
-        env: dict[str, str],
-        name: str = PROBE,
-        limited: bool = True,
-    ) -> None:
-        limits: dict[str, object] = (
-            {
-                "nano_cpus": self.CPU_LIMIT_NANO,
-                "mem_limit": self.MEMORY_LIMIT,
-                "memswap_limit": self.MEMORY_LIMIT,
-                "restart_policy": {"Name": "unless-stopped"},
-            }
-            if limited
-            else {}
-        )
-        super().__init__(image, name, run_id, network, "probe", **limits)
-        self.with_envs(**env)
-
-
-class CrmEventsConsumer(AppContainer):
-    """One replica of the CRM events consumer; all replicas share the DNS name Prometheus
-    discovers them by."""
-
-    def __init__(
-        self, image: str, run_id: str, network: Network, index: int, delay_ms: int = 0
-    ) -> None:
-        super().__init__(image, f"{CONSUMERS}-{index}", run_id, network, "stack.consumer")
-        self.with_network_aliases(f"{CONSUMERS}-{index}", CONSUMERS)
-        self.with_envs(
-            KAFKA_BOOTSTRAP_SERVERS=KAFKA_INTERNAL,
-            METRICS_PORT=str(CONSUMER_METRICS_PORT),
-            CONTROL_ENABLED="true",  # drills set the processing delay
-            PROCESSING_DELAY_MS=str(delay_ms),
-            INSTANCE=f"{CONSUMERS}-{index}",
-        )
-        self.with_published_port(CONSUMER_METRICS_PORT).with_http_wait(
-            CONSUMER_METRICS_PORT, "/metrics"
-        )
-
-
-class AlertWebhook(AppContainer):
-    def __init__(self, image: str, run_id: str, network: Network) -> None:
-        super().__init__(image, WEBHOOK, run_id, network, "stack.webhook")
-        self.with_env("PORT", str(WEBHOOK_PORT))
-        self.with_published_port(WEBHOOK_PORT).with_http_wait(WEBHOOK_PORT, "/health")

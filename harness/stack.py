@@ -36,28 +36,13 @@ from harness.clients import (
     ensure_topic,
     exporter_metrics,
 )
+from harness.contract import CHECKLIST, Clock, Contract
+from harness.contract import load as load_contract
 from harness.images import ImageSet
 from harness.settings import Endpoints
 from harness.timescale import render_alertmanager_config, render_prometheus_config, render_rules
 from harness.waits import console, wait_until
 
-REPO = Path(__file__).resolve().parent.parent
-STACK_DIR = REPO / "stack"
-TOPIC = "crm.events"
-PARTITIONS = 6
-GROUP = "crm-events-sse"
-KAFKA_VERSION = "3.9.1"
-CONSUMER_COUNT = 2
-RECORDING_RULES = (
-    "kafka:group_consumer_count",
-    "kafka:group_skew_ratio",
-    "kafka:group_partition_lag",
-    "kafka:group_lag_sum",
-    "kafka:group_drain_eta_seconds",
-    "kafka:group_lag_p95",
-    "kafka:topic_message_rate",
-    "kafka:topic_byte_rate",
-)
 # Inside the toxiproxy container: the access route to the internal-only probe, and the route
 # from a drill probe to Prometheus that can be slowed down.
 PROBE_ACCESS_PORT = 19011
@@ -75,25 +60,37 @@ class Stack:
 
     mode: str
     endpoints: Endpoints
-    scale: Fraction
+    contract: Contract
+    clock: Clock
 
-    def seconds(self, production_seconds: float) -> float:
-        """A production duration as it runs on this stack."""
-        return float(production_seconds * self.scale)
+    @property
+    def scale(self) -> Fraction:
+        return self.clock.scale
+
+    def seconds(self, production: float | str) -> float:
+        """A production duration (seconds, or a duration such as "12m") as it runs here."""
+        return self.clock.seconds(production)
 
     @property
     def scrape_s(self) -> float:
-        return self.seconds(15)
+        return self.seconds(self.contract.scrape_s)
 
     @property
     def window_s(self) -> float:
-        return self.seconds(300)
+        return self.seconds(self.contract.window_s)
+
+    def alert_for_s(self, alert: str) -> float:
+        """An alert's `for:` as it runs here."""
+        return self.seconds(self.contract.alert(alert).for_s)
 
     def hot_key_delay_ms(self, events: int) -> int:
         """A per-message processing delay slow enough that a hot-key backlog of `events`
-        outlives the skew alert's 12m for: and the 5m window (scaled), with a margin."""
-        drain_s = self.seconds(12 * 60) + self.window_s + 20 * self.scrape_s + 20
+        outlives the skew alert's for: and the probe's window, with a margin."""
+        drain_s = self.alert_for_s(CHECKLIST.skew_alert) + self.window_s + 20 * self.scrape_s + 20
         return max(50, round(drain_s / events * 1000))
+
+    def members_series(self) -> str:
+        return f'kafka_consumergroup_members{{consumergroup="{self.contract.group}"}}'
 
     def fault(self, name: str, **params: object) -> contextlib.AbstractContextManager[None]:
         raise NotImplementedError
@@ -102,11 +99,8 @@ class Stack:
         """Members of the group now: from kafka_exporter itself when reachable (no scrape
         delay), else as Prometheus last scraped it."""
         if self.endpoints.exporter_url:
-            metrics = exporter_metrics(self.endpoints.exporter_url)
-            return metrics.get(f'kafka_consumergroup_members{{consumergroup="{GROUP}"}}')
-        return PrometheusApi(self.endpoints.prometheus_url).value(
-            f'kafka_consumergroup_members{{consumergroup="{GROUP}"}}'
-        )
+            return exporter_metrics(self.endpoints.exporter_url).get(self.members_series())
+        return PrometheusApi(self.endpoints.prometheus_url).value(self.members_series())
 
     def stop(self) -> None:
         """Release what the stack holds."""
@@ -117,13 +111,17 @@ class ContainerStack(Stack):
 
     mode = "containers"
 
-    def __init__(self, images: ImageSet, scale: Fraction) -> None:
+    def __init__(self, images: ImageSet, scale: Fraction, contract: Contract | None = None) -> None:
         self.images = images
-        self.scale = scale
+        self.clock = Clock(scale)
+        self.contract = contract or load_contract()
         self.run_id = uuid.uuid4().hex[:8]
         self.workdir = Path(tempfile.mkdtemp(prefix=f"crm-cert-{self.run_id}-"))
         self.network = Network(
             docker_network_kw={"labels": {svc.LABEL: self.run_id, svc.OWNER_LABEL: svc.owner()}}
+        )
+        self.run = svc.Run(
+            self.run_id, self.network, self.contract, self.clock, self.workdir / "rendered"
         )
         self.containers: dict[str, svc.StackContainer] = {}
         self.startup_s: dict[str, float] = {}
@@ -154,24 +152,26 @@ class ContainerStack(Stack):
         return self
 
     def _start(self) -> None:
-        configs = self._render_configs()
+        self._render_configs()
         self.network.create()
-        image = self.images
-        run, net = self.run_id, self.network
+        image, run, contract = self.images, self.run, self.contract
         self._start_together(
-            svc.KafkaBroker(image.kafka, run, net),
-            svc.Prometheus(image.prometheus, run, net, configs / "prometheus"),
-            svc.Alertmanager(image.alertmanager, run, net, configs / "alertmanager"),
-            svc.AlertWebhook(image.app, run, net),
-            svc.Toxiproxy(image.toxiproxy, run, net, [PROBE_ACCESS_PORT, PROMETHEUS_PROXY_PORT]),
+            svc.KafkaBroker(image.kafka, run),
+            svc.Prometheus(image.prometheus, run),
+            svc.Alertmanager(image.alertmanager, run),
+            svc.AlertWebhook(image.app, run),
+            svc.Toxiproxy(image.toxiproxy, run, [PROBE_ACCESS_PORT, PROMETHEUS_PROXY_PORT]),
         )
         kafka = self.containers[svc.KAFKA]
         assert isinstance(kafka, svc.KafkaBroker)
-        ensure_topic(kafka.get_bootstrap_server(), TOPIC, PARTITIONS)
+        ensure_topic(kafka.get_bootstrap_server(), contract.topic, contract.partitions)
         self._start_together(
-            svc.KafkaExporter(image.kafka_exporter, run, net, KAFKA_VERSION),
-            svc.HealthProbe(image.app, run, net, self.probe_env()),
-            *(svc.CrmEventsConsumer(image.app, run, net, i) for i in range(1, CONSUMER_COUNT + 1)),
+            svc.KafkaExporter(image.kafka_exporter, run),
+            svc.HealthProbe(image.app, run),
+            *(
+                svc.CrmEventsConsumer(image.app, run, i)
+                for i in range(1, contract.consumer_count + 1)
+            ),
         )
         self._add_proxy("probe", PROBE_ACCESS_PORT, f"{svc.PROBE}:{svc.PROBE_PORT}")
         self._add_proxy(
@@ -196,23 +196,26 @@ class ContainerStack(Stack):
     def _warm_up(self) -> None:
         """Put committed offsets on every partition (lag series exist only for those), then wait
         until the stack reports what a healthy stack reports."""
-        producer = EventProducer(self.endpoints.kafka_bootstrap, TOPIC)
-        for partition in range(PARTITIONS):
+        contract = self.contract
+        producer = EventProducer(self.endpoints.kafka_bootstrap, contract.topic)
+        for partition in range(contract.partitions):
             producer.produce(2, partition=partition, prefix="warmup")
         prometheus = PrometheusApi(self.endpoints.prometheus_url)
         wait_until(
-            f"kafka_exporter to report {GROUP} with {CONSUMER_COUNT} members",
-            lambda: self.group_members() == CONSUMER_COUNT,
+            f"kafka_exporter to report {contract.group} with {contract.consumer_count} members",
+            lambda: self.group_members() == contract.consumer_count,
             timeout=STACK_START_TIMEOUT_S,
         )
+        rules = contract.recording_rules
+
+        def missing() -> list[str]:
+            return [rule for rule in rules if not prometheus.query(rule)]
+
         wait_until(
-            "series for all 8 recording rules in Prometheus",
-            lambda: not [rule for rule in RECORDING_RULES if not prometheus.query(rule)],
+            f"series for all {len(rules)} recording rules in Prometheus",
+            lambda: not missing(),
             timeout=STACK_START_TIMEOUT_S,
-            describe=lambda: (
-                "missing: "
-                + ", ".join(rule for rule in RECORDING_RULES if not prometheus.query(rule))
-            ),
+            describe=lambda: "missing: " + ", ".join(missing()),
         )
         probe = ProbeClient(self.endpoints.probe_url)
         wait_until(
@@ -263,42 +266,25 @@ class ContainerStack(Stack):
 
     # -- configuration --------------------------------------------------------------------
 
-    def probe_env(self, **overrides: str) -> dict[str, str]:
-        """The probe's settings on this stack: production values, durations scaled."""
-        env = {
-            "PROM_URL": f"http://{svc.PROMETHEUS}:{svc.Prometheus.PORT}",
-            "WINDOW_MINUTES": f"{float(5 * self.scale):.6f}",
-            "CACHE_TTL_SECONDS": f"{self.scrape_s:.3f}",
-            "PROM_TIMEOUT_MS": "1500",
-            "PROM_RETRIES": "2",
-            "SKEW_THRESHOLD": "4",
-            "MIN_CONSUMERS": "2",
-            "CONSUMER_GROUP": GROUP,
-        }
-        return env | overrides
-
-    def _render_configs(self) -> Path:
-        """The stack's config files with every duration multiplied by the time scale."""
-        root = self.workdir / "config"
-        rules = root / "prometheus" / "rules"
+    def _render_configs(self) -> None:
+        """Time-scaled copies of the config files Prometheus and Alertmanager mount."""
+        source, rendered, scale = self.contract.stack_dir, self.run.rendered, self.scale
+        rules = rendered / "prometheus" / "rules"
         rules.mkdir(parents=True)
-        (root / "alertmanager").mkdir()
-        source = STACK_DIR / "prometheus"
-        (root / "prometheus" / "prometheus.yml").write_text(
-            render_prometheus_config((source / "prometheus.yml").read_text(), self.scale)
+        (rendered / "alertmanager").mkdir()
+        (rendered / "prometheus" / "prometheus.yml").write_text(
+            render_prometheus_config((source / "prometheus" / "prometheus.yml").read_text(), scale)
         )
-        for rule_file in sorted((source / "rules").glob("*.yml")):
-            (rules / rule_file.name).write_text(render_rules(rule_file.read_text(), self.scale))
-        (root / "alertmanager" / "alertmanager.yml").write_text(
+        for rule_file in sorted((source / "prometheus" / "rules").glob("*.yml")):
+            (rules / rule_file.name).write_text(render_rules(rule_file.read_text(), scale))
+        (rendered / "alertmanager" / "alertmanager.yml").write_text(
             render_alertmanager_config(
-                (STACK_DIR / "alertmanager" / "alertmanager.yml").read_text(), self.scale
+                (source / "alertmanager" / "alertmanager.yml").read_text(), scale
             )
         )
         # Readable by the non-root users the images run as.
-        for path in [root, *root.rglob("*")]:
+        for path in [self.workdir, *self.workdir.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-        self.workdir.chmod(0o755)
-        return root
 
     def _endpoints(self) -> Endpoints:
         c = self.containers
@@ -384,7 +370,7 @@ class ContainerStack(Stack):
             admin = AdminClient({"bootstrap.servers": self.endpoints.kafka_bootstrap})
             wait_until(
                 "Kafka to answer metadata requests again",
-                lambda: TOPIC in admin.list_topics(timeout=2).topics,
+                lambda: self.contract.topic in admin.list_topics(timeout=2).topics,
                 timeout=svc.STARTUP_TIMEOUT_S,
             )
             return
@@ -417,28 +403,20 @@ class ContainerStack(Stack):
 
     def start_probe(self, name: str, **env: str) -> ProbeClient:
         """A second probe on the stack network (published on 127.0.0.1), e.g. with other queries."""
-        probe = svc.HealthProbe(
-            self.images.app,
-            self.run_id,
-            self.network,
-            self.probe_env(**env),
-            name=name,
-            limited=False,
+        probe = svc.DrillProbe(
+            self.images.app, self.run, name, svc.scaled_probe_env(self.run, **env)
         )
-        probe.with_published_port(svc.PROBE_PORT).with_http_wait(svc.PROBE_PORT, "/health")
         self._start_together(probe)
         return ProbeClient(probe.get_url(svc.PROBE_PORT))
 
     def start_grafana(self) -> str:
         """Grafana on the stack network with the stack's provisioning; its URL on 127.0.0.1."""
         assert self.images.grafana, "no Grafana image in this image set"
-        self._start_together(
-            svc.Grafana(self.images.grafana, self.run_id, self.network, STACK_DIR / "grafana")
-        )
+        self._start_together(svc.Grafana(self.images.grafana, self.run))
         return self.containers[svc.GRAFANA].get_url(svc.Grafana.PORT)
 
     def start_consumer(self, index: int) -> str:
-        consumer = svc.CrmEventsConsumer(self.images.app, self.run_id, self.network, index)
+        consumer = svc.CrmEventsConsumer(self.images.app, self.run, index)
         self._start_together(consumer)
         url = consumer.get_url(svc.CONSUMER_METRICS_PORT)
         self.endpoints.consumer_urls[consumer.service] = url
@@ -462,7 +440,7 @@ class ContainerStack(Stack):
             restore()
 
     def _faults(self) -> dict[str, tuple[Callable[..., None], Callable[[], None]]]:
-        consumers = [f"{svc.CONSUMERS}-{i}" for i in range(1, CONSUMER_COUNT + 1)]
+        consumers = list(self.contract.consumer_services)
 
         def outage(*services: str) -> tuple[Callable[..., None], Callable[[], None]]:
             return (lambda **_: self.stop_services(*services)), (
@@ -503,7 +481,8 @@ class ExternalStack(Stack):
         fault_commands: dict[str, dict[str, str]],
     ) -> None:
         self.endpoints = endpoints
-        self.scale = scale
+        self.clock = Clock(scale)
+        self.contract = load_contract()
         self.allow_destructive = allow_destructive
         self.fault_commands = fault_commands
 

@@ -1,7 +1,14 @@
-"""Watching an episode: what the probe and the group looked like, moment by moment."""
+"""Watching an episode: what the probe and the group looked like, moment by moment.
+
+Every episode is a journal entry from the moment it is created (`JOURNAL`), filled as it goes:
+the report draws its timeline whatever happened to the test that ran it, so a failed drill keeps
+its timeline. A poll that fails (the probe unreachable, a timeout) is kept as an unknown moment,
+never dropped: an unknown moment is not a ready one, so it breaks a "never flapped" claim.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -11,13 +18,14 @@ from harness.stack import Stack
 from harness.waits import wait_until
 
 POLL_S = 0.25
+UNKNOWN = 0  # the status code of a moment the probe did not answer
 
 
 @dataclass(frozen=True)
 class Moment:
     t: float  # seconds since the episode started
-    status_code: int
-    failed: tuple[str, ...]  # the probe's failed-check messages
+    status_code: int  # UNKNOWN when the probe did not answer
+    failed: tuple[str, ...]  # the probe's failed-check messages, or why it did not answer
     members: float | None  # group members as kafka_exporter reports them
     extra: dict[str, object] = field(default_factory=dict)
 
@@ -25,17 +33,25 @@ class Moment:
     def ready(self) -> bool:
         return self.status_code == 200
 
+    @property
+    def known(self) -> bool:
+        return self.status_code != UNKNOWN
+
 
 @dataclass
 class Episode:
-    """Moments observed during one fault episode, on one clock."""
+    """Moments observed during one fault episode, on one clock, journalled from the start."""
 
+    title: str
     stack: Stack
     probe: ProbeClient
     extra: Callable[[], dict[str, object]] | None = None
     moments: list[Moment] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
     _t0: float = field(default_factory=time.monotonic)
+
+    def __post_init__(self) -> None:
+        JOURNAL.append(self)
 
     def now(self) -> float:
         return time.monotonic() - self._t0
@@ -46,14 +62,21 @@ class Episode:
         return self.marks[name]
 
     def observe(self) -> Moment:
-        answer = self.probe.ready()
-        moment = Moment(
-            t=self.now(),
-            status_code=answer.status_code,
-            failed=tuple(answer.failed_messages),
-            members=self.stack.group_members(),
-            extra=self.extra() if self.extra else {},
-        )
+        t = self.now()
+        try:
+            answer = self.probe.ready()
+            status, failed = answer.status_code, tuple(answer.failed_messages)
+        except Exception as error:
+            status, failed = UNKNOWN, (f"no answer: {type(error).__name__}: {error}",)
+        try:
+            members = self.stack.group_members()
+        except Exception:
+            members = None
+        try:
+            extra = self.extra() if self.extra else {}
+        except Exception as error:
+            extra = {"error": f"{type(error).__name__}: {error}"}
+        moment = Moment(t, status, failed, members, extra)
         self.moments.append(moment)
         return moment
 
@@ -66,11 +89,35 @@ class Episode:
 
         return wait_until(what, check, timeout=timeout, poll=POLL_S)
 
+    def watch_for(self, duration: float) -> None:
+        """Observe every POLL_S for `duration` seconds (a fault held for a fixed time)."""
+        until = self.now() + duration
+        while self.now() < until:
+            self.observe()
+            time.sleep(min(POLL_S, max(0.0, until - self.now())))  # wait-ok: the poll interval
+
     def first(self, condition: Callable[[Moment], bool], after: float = 0.0) -> Moment | None:
         return next((m for m in self.moments if m.t >= after and condition(m)), None)
 
     def between(self, start: float, end: float) -> list[Moment]:
         return [m for m in self.moments if start <= m.t < end]
+
+    def min_observations(self, duration: float) -> int:
+        """How many moments a watch of `duration` must hold at least: one per evaluation of the
+        probe (its cache TTL on this stack), so that no evaluation went unseen."""
+        ttl = self.stack.seconds(self.stack.contract.probe_cache_ttl_s)
+        return max(1, math.floor(duration / max(ttl, POLL_S)))
+
+    def assert_ready_throughout(self, start: float, end: float) -> list[Moment]:
+        """Every moment in [start, end) was a ready answer, and there were enough of them."""
+        seen = self.between(start, end)
+        not_ready = [m for m in seen if not m.ready]
+        assert not_ready == [], f"/ready not 200 (or no answer) during the span: {not_ready[:3]}"
+        needed = self.min_observations(end - start)
+        assert len(seen) >= needed, (
+            f"only {len(seen)} observations in {end - start:.1f}s, at least {needed} needed"
+        )
+        return seen
 
     def to_json(self) -> list[dict[str, object]]:
         return [
@@ -83,3 +130,7 @@ class Episode:
             | m.extra
             for m in self.moments
         ]
+
+
+# Every episode of this run, in the order they began: the report's timelines.
+JOURNAL: list[Episode] = []
