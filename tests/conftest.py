@@ -57,16 +57,28 @@ class FakePrometheus:
         return Response(json.dumps(answer), content_type="application/json")
 
 
-@pytest.fixture
-def prometheus() -> Iterator[FakePrometheus]:
-    """A fake Prometheus on 127.0.0.1 that serves threads in parallel (so one can hang)."""
+@pytest.fixture(scope="session")
+def prometheus_server() -> Iterator[HTTPServer]:
+    """One HTTP server for the whole run: stopping one takes half a second (its poll interval),
+    which every probe test would otherwise pay."""
     server = HTTPServer(host="127.0.0.1", threaded=True)
     server.start()
     try:
-        yield FakePrometheus(server)
+        yield server
     finally:
         server.clear()
         server.stop()
+
+
+@pytest.fixture
+def prometheus(prometheus_server: HTTPServer) -> Iterator[FakePrometheus]:
+    """A fake Prometheus on 127.0.0.1 that serves threads in parallel (so one can hang); a fresh
+    one per test (the handlers and recorded queries of the previous test are cleared)."""
+    prometheus_server.clear()
+    try:
+        yield FakePrometheus(prometheus_server)
+    finally:
+        prometheus_server.clear()
 
 
 @pytest.fixture
