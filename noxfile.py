@@ -79,6 +79,8 @@ def external(session: nox.Session) -> None:
         "harness.external",
         "acceptance",
         "drills",
+        "--certify",
+        f"--reports-dir={REPORTS}/external",
         f"--junitxml={REPORTS}/junit-external.xml",
         *session.posargs,
     )

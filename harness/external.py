@@ -9,16 +9,16 @@ it would against staging. The stack is removed at the end, whatever the outcome.
 
 from __future__ import annotations
 
+import argparse
 import os
 import shlex
 import subprocess
 import sys
-from fractions import Fraction
 
 from harness import services as svc
 from harness.contract import CHECKLIST
 from harness.images import ensure_images
-from harness.settings import DEFAULT_CONTAINER_SCALE
+from harness.settings import OPTIONS, HarnessSettings, HarnessSettingsError, resolve
 from harness.stack import ContainerStack
 from harness.testcontainers_setup import configure_testcontainers
 
@@ -66,15 +66,32 @@ def external_environment(stack: ContainerStack) -> dict[str, str]:
         "CRM_CERT_WEBHOOK_URL": endpoints.webhook_url or "",
         "CRM_CERT_TIME_SCALE": str(stack.scale),
         "CRM_CERT_FAULT_COMMANDS": ";;".join(commands),
-        # The external run never writes the certification report of a run that called it.
-        "CRM_CERT_CERTIFY": "",
     }
+
+
+def container_settings(pytest_args: list[str]) -> HarnessSettings:
+    """The settings of the stack to start, from the same options, variables and resolver as
+    every other run (`--time-scale`, `--images`), read from the pytest arguments."""
+    parser = argparse.ArgumentParser(add_help=False)
+    for option in OPTIONS:
+        if option.is_flag:
+            parser.add_argument(option.flag, action="store_true", default=False)
+        elif option.repeatable:
+            parser.add_argument(option.flag, action="append", default=[])
+        else:
+            parser.add_argument(option.flag, default=None)
+    known, _ = parser.parse_known_args(pytest_args)
+    environ = {k: v for k, v in os.environ.items() if k != "CRM_CERT_STACK"}
+    try:
+        return resolve(lambda dest: getattr(known, dest, None), environ)
+    except HarnessSettingsError as error:
+        raise SystemExit(f"harness.external: {error}") from None
 
 
 def main(pytest_args: list[str]) -> int:
     configure_testcontainers()
-    scale = Fraction(os.environ.get("CRM_CERT_TIME_SCALE", str(DEFAULT_CONTAINER_SCALE)))
-    stack = ContainerStack(ensure_images(os.environ.get("CRM_CERT_IMAGES", "upstream")), scale)
+    settings = container_settings(pytest_args)
+    stack = ContainerStack(ensure_images(settings.images), settings.time_scale)
     try:
         stack.start()
         environment = (
