@@ -14,9 +14,9 @@ import pytest
 from harness.contract import Clock
 from harness.settings import (
     DEFAULT_CONTAINER_SCALE,
-    OPTIONS,
     HarnessSettings,
     HarnessSettingsError,
+    add_options,
     resolve,
 )
 from harness.testcontainers_setup import configure_testcontainers
@@ -36,14 +36,7 @@ from harness.steady import SteadyState, wait_for_steady_state  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("crm-cert", "CRM events stack certification")
-    for option in OPTIONS:
-        if option.is_flag:
-            group.addoption(option.flag, action="store_true", default=False, help=option.help)
-        elif option.repeatable:
-            group.addoption(option.flag, action="append", default=[], help=option.help)
-        else:
-            group.addoption(option.flag, default=None, help=f"{option.help} [env {option.env}]")
+    add_options(parser.getgroup("crm-cert", "CRM events stack certification").addoption)
 
 
 def pytest_configure(config: pytest.Config) -> None:

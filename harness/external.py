@@ -18,7 +18,7 @@ import sys
 from harness import services as svc
 from harness.contract import CHECKLIST
 from harness.images import ensure_images
-from harness.settings import OPTIONS, HarnessSettings, HarnessSettingsError, resolve
+from harness.settings import HarnessSettings, HarnessSettingsError, add_options, resolve
 from harness.stack import ContainerStack
 from harness.testcontainers_setup import configure_testcontainers
 
@@ -73,13 +73,7 @@ def container_settings(pytest_args: list[str]) -> HarnessSettings:
     """The settings of the stack to start, from the same options, variables and resolver as
     every other run (`--time-scale`, `--images`), read from the pytest arguments."""
     parser = argparse.ArgumentParser(add_help=False)
-    for option in OPTIONS:
-        if option.is_flag:
-            parser.add_argument(option.flag, action="store_true", default=False)
-        elif option.repeatable:
-            parser.add_argument(option.flag, action="append", default=[])
-        else:
-            parser.add_argument(option.flag, default=None)
+    add_options(parser.add_argument)
     known, _ = parser.parse_known_args(pytest_args)
     environ = {k: v for k, v in os.environ.items() if k != "CRM_CERT_STACK"}
     try:

@@ -88,6 +88,18 @@ OPTIONS = (
 )
 
 
+def add_options(add: Any) -> None:
+    """Declare every option through `add(flag, **kwargs)`: pytest's `addoption` or argparse's
+    `add_argument`, which take the same arguments."""
+    for option in OPTIONS:
+        if option.is_flag:
+            add(option.flag, action="store_true", default=False, help=option.help)
+        elif option.repeatable:
+            add(option.flag, action="append", default=[], help=option.help)
+        else:
+            add(option.flag, default=None, help=f"{option.help} [env {option.env}]")
+
+
 class HarnessSettingsError(ValueError):
     """A bad option; the message names the option or variable and the value."""
 
