@@ -10,14 +10,16 @@ import httpx
 import pytest
 import waitress
 from pytest_httpserver import HTTPServer
+from waitress import wasyncore
 from werkzeug import Request, Response
 
+from harness.contract import CHECKLIST
 from probe.app import create_app
 from probe.settings import ProbeSettings
 
 
-def vector(*values: float, group: str = "crm-events-sse") -> dict[str, object]:
-    """A Prometheus instant-query answer with one series per value."""
+def vector(*values: float | str, group: str = CHECKLIST.group) -> dict[str, object]:
+    """A Prometheus instant-query answer with one series per value (a string as it is: "NaN")."""
     return {
         "status": "success",
         "data": {
@@ -35,8 +37,9 @@ class FakePrometheus:
 
     def __init__(self, server: HTTPServer) -> None:
         self.server = server
+        # Healthy by default: no skew, the checklist's minimum of consumers.
         self.skew: object = vector(1.0)
-        self.consumers: object = vector(2)
+        self.consumers: object = vector(CHECKLIST.min_consumers)
         self.queries: list[str] = []
         self._lock = threading.Lock()
         server.expect_request("/api/v1/query").respond_with_handler(self._answer)
@@ -102,8 +105,9 @@ def serve() -> Iterator[Callable[[ProbeSettings], httpx.Client]]:
         server = waitress.create_server(
             create_app(probe_settings), host="127.0.0.1", port=0, threads=16
         )
-        threading.Thread(target=server.run, daemon=True).start()
-        servers.append(server)
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        servers.append((server, thread))
         client = httpx.Client(base_url=f"http://127.0.0.1:{server.effective_port}", timeout=10)
         clients.append(client)
         return client
@@ -111,5 +115,9 @@ def serve() -> Iterator[Callable[[ProbeSettings], httpx.Client]]:
     yield start
     for client in clients:
         client.close()
-    for server in servers:
-        server.close()
+    for server, thread in servers:
+        # Close the sockets from the server's own loop (closing them from here races its select,
+        # which then fails on a closed descriptor); the loop ends once it has none left.
+        server.trigger.pull_trigger(lambda server=server: wasyncore.close_all(server._map))
+        thread.join(timeout=5)
+        server.task_dispatcher.shutdown()

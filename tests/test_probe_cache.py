@@ -5,8 +5,14 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
+
+from harness.contract import CHECKLIST
 from tests.conftest import vector
 from tests.test_probe_prometheus_failures import hang
+
+# What /ready answers while a cached evaluation stands.
+pytestmark = [pytest.mark.claim("probe.ready")]
 
 
 def test_concurrent_callers_share_one_evaluation(prometheus, settings, serve):
@@ -21,7 +27,7 @@ def test_concurrent_callers_share_one_evaluation(prometheus, settings, serve):
 def test_cached_answer_is_served_until_the_ttl_expires(prometheus, settings, serve):
     client = serve(settings(cache_ttl_seconds=0.5))
     assert client.get("/ready").status_code == 200
-    prometheus.consumers = vector(1)
+    prometheus.consumers = vector(CHECKLIST.min_consumers - 1)
     assert client.get("/ready").status_code == 200, "within the TTL the cached answer stands"
     assert len(prometheus.queries) == 2
     time.sleep(0.6)  # the TTL itself is what is under test here
@@ -36,6 +42,7 @@ def test_ttl_zero_evaluates_every_sequential_call(prometheus, settings, serve):
     assert len(prometheus.queries) == 6
 
 
+@pytest.mark.claim("safety.prometheus_slow")
 def test_failed_evaluations_are_cached_too(settings, serve, prometheus):
     prometheus.skew = hang(5.0)
     client = serve(settings(cache_ttl_seconds=30, prom_timeout_ms=200, prom_retries=1))

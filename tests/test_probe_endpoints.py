@@ -3,41 +3,96 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import pytest
 from werkzeug import Response
 
-from tests.conftest import vector
+from harness.contract import CHECKLIST, load
+from probe.settings import ProbeSettings
+from tests.conftest import FakePrometheus, vector
 
 
+def sustained_breach_queries(window: str) -> list[str]:
+    """The two queries the probe must send: a breach counts only when it held the whole window."""
+    matcher = f'consumergroup="{CHECKLIST.group}"'
+    return [
+        f"min_over_time(kafka:group_skew_ratio{{{matcher}}}[{window}])",
+        f"max_over_time(kafka:group_consumer_count{{{matcher}}}[{window}])",
+    ]
+
+
+@pytest.fixture(params=["compose.yaml", "defaults"])
+def in_force(
+    request: pytest.FixtureRequest,
+    prometheus: FakePrometheus,
+    settings: Callable[..., ProbeSettings],
+) -> ProbeSettings:
+    """The probe's settings as stack/compose.yaml deploys it, or its own defaults (what runs where
+    an environment leaves a setting out), pointed at the fake Prometheus, without the cache."""
+    if request.param == "defaults":
+        return settings()
+    deployed = load().probe_env | {"PROM_URL": prometheus.url, "CACHE_TTL_SECONDS": "0"}
+    return ProbeSettings.from_env(deployed)
+
+
+# --- /ready -----------------------------------------------------------------------------------
+
+
+@pytest.mark.claim("probe.ready")
 def test_ready_is_200_when_skew_and_consumers_are_within_limits(prometheus, settings, serve):
-    prometheus.skew, prometheus.consumers = vector(1.5), vector(2)
+    prometheus.skew, prometheus.consumers = vector(1.5), vector(CHECKLIST.min_consumers + 1)
     response = serve(settings()).get("/ready")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "ready"
     assert body["failed"] == []
     assert body["checks"]["skew"]["value"] == 1.5
-    assert body["checks"]["consumer_count"]["value"] == 2
+    assert body["checks"]["consumer_count"]["value"] == CHECKLIST.min_consumers + 1
 
 
-def test_limits_themselves_are_healthy(prometheus, settings, serve):
-    prometheus.skew, prometheus.consumers = vector(4.0), vector(2)
-    assert serve(settings()).get("/ready").status_code == 200
+@pytest.mark.claim("probe.ready")
+def test_skew_at_the_threshold_is_healthy_and_just_above_is_not(prometheus, serve, in_force):
+    client = serve(in_force)
+    prometheus.consumers = vector(CHECKLIST.min_consumers)
+    prometheus.skew = vector(CHECKLIST.skew_threshold)
+    assert client.get("/ready").status_code == 200, "skew == the threshold is healthy"
+    just_above = math.nextafter(CHECKLIST.skew_threshold, math.inf)
+    prometheus.skew = vector(just_above)
+    response = client.get("/ready")
+    assert response.status_code == 500, f"skew {just_above!r} > the threshold is not healthy"
+    [failed] = response.json()["failed"]
+    assert (failed["check"], failed["reason"]) == ("skew", "threshold_exceeded")
 
 
+@pytest.mark.claim("probe.ready")
+def test_the_minimum_of_consumers_is_healthy_and_one_fewer_is_not(prometheus, serve, in_force):
+    client = serve(in_force)
+    prometheus.skew = vector(CHECKLIST.skew_threshold)
+    prometheus.consumers = vector(CHECKLIST.min_consumers)
+    assert client.get("/ready").status_code == 200, "the minimum itself is healthy"
+    prometheus.consumers = vector(CHECKLIST.min_consumers - 1)
+    response = client.get("/ready")
+    assert response.status_code == 500
+    [failed] = response.json()["failed"]
+    assert (failed["check"], failed["reason"]) == ("consumer_count", "below_minimum")
+
+
+@pytest.mark.claim("probe.ready")
 def test_skew_above_threshold_fails_naming_the_skew_check(prometheus, settings, serve):
-    prometheus.skew = vector(6.0)
+    above = CHECKLIST.skew_threshold * 1.5
+    prometheus.skew = vector(above)
     response = serve(settings()).get("/ready")
     assert response.status_code == 500
     [failed] = response.json()["failed"]
     assert failed["message"] == "skew check failed"
     assert failed["reason"] == "threshold_exceeded"
-    assert failed["value"] == 6.0
+    assert failed["value"] == above
 
 
+@pytest.mark.claim("probe.ready")
 def test_too_few_consumers_fails_naming_the_consumer_count_check(prometheus, settings, serve):
-    prometheus.consumers = vector(1)
+    prometheus.consumers = vector(CHECKLIST.min_consumers - 1)
     response = serve(settings()).get("/ready")
     assert response.status_code == 500
     [failed] = response.json()["failed"]
@@ -45,8 +100,9 @@ def test_too_few_consumers_fails_naming_the_consumer_count_check(prometheus, set
     assert failed["reason"] == "below_minimum"
 
 
+@pytest.mark.claim("probe.ready")
 def test_every_failed_check_is_named(prometheus, settings, serve):
-    prometheus.skew, prometheus.consumers = vector(9.0), vector(0)
+    prometheus.skew, prometheus.consumers = vector(CHECKLIST.skew_threshold * 2), vector(0)
     response = serve(settings()).get("/ready")
     assert response.status_code == 500
     assert [f["message"] for f in response.json()["failed"]] == [
@@ -55,12 +111,16 @@ def test_every_failed_check_is_named(prometheus, settings, serve):
     ]
 
 
+@pytest.mark.claim("probe.ready")
 def test_the_worst_series_decides(prometheus, settings, serve):
-    prometheus.skew, prometheus.consumers = vector(1.0, 5.0), vector(3, 1)
+    hot, short = CHECKLIST.skew_threshold + 1, CHECKLIST.min_consumers - 1
+    prometheus.skew = vector(1.0, hot)
+    prometheus.consumers = vector(CHECKLIST.min_consumers + 1, short)
     failed = serve(settings()).get("/ready").json()["failed"]
-    assert {(f["check"], f["value"]) for f in failed} == {("skew", 5.0), ("consumer_count", 1)}
+    assert {(f["check"], f["value"]) for f in failed} == {("skew", hot), ("consumer_count", short)}
 
 
+@pytest.mark.claim("probe.ready")
 def test_missing_series_is_no_data_never_healthy(prometheus, settings, serve):
     prometheus.skew = vector()
     response = serve(settings()).get("/ready")
@@ -69,15 +129,23 @@ def test_missing_series_is_no_data_never_healthy(prometheus, settings, serve):
     assert (failed["check"], failed["reason"]) == ("skew", "no_data")
 
 
-@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
-def test_nan_and_inf_are_never_healthy(prometheus, settings, serve, value):
-    prometheus.consumers = vector(value)
+# Prometheus' own spelling of the values its float64 can hold beyond numbers.
+@pytest.mark.claim("probe.ready")
+@pytest.mark.parametrize("check", ["skew", "consumer_count"])
+@pytest.mark.parametrize("value", ["NaN", "+Inf", "-Inf"])
+def test_nan_and_inf_are_never_healthy(prometheus, settings, serve, check, value):
+    prometheus.skew = vector(value if check == "skew" else CHECKLIST.skew_threshold)
+    prometheus.consumers = vector(value if check == "consumer_count" else CHECKLIST.min_consumers)
     response = serve(settings()).get("/ready")
-    assert response.status_code == 500
+    assert response.status_code == 500, f"{check} = {value} answered healthy"
     [failed] = response.json()["failed"]
-    assert (failed["check"], failed["reason"]) == ("consumer_count", "invalid_value")
+    assert (failed["check"], failed["reason"]) == (check, "invalid_value")
 
 
+# --- /health, /status, /metrics ---------------------------------------------------------------
+
+
+@pytest.mark.claim("probe.health")
 def test_health_is_200_whatever_prometheus_does(settings, serve):
     client = serve(settings(prom_url="http://127.0.0.1:1", prom_retries=1))
     assert client.get("/ready").status_code == 500
@@ -86,6 +154,7 @@ def test_health_is_200_whatever_prometheus_does(settings, serve):
     assert response.json() == {"status": "ok"}
 
 
+@pytest.mark.claim("probe.status")
 def test_status_reports_settings_queries_and_last_evaluation(prometheus, settings, serve):
     client = serve(settings(window_minutes=0.5, skew_threshold=3, min_consumers=4))
     before = client.get("/status").json()
@@ -97,19 +166,18 @@ def test_status_reports_settings_queries_and_last_evaluation(prometheus, setting
     assert status["window"] == "30s"
     assert status["skew_threshold"] == 3
     assert status["min_consumers"] == 4
-    assert status["queries"]["skew"] == (
-        'min_over_time(kafka:group_skew_ratio{consumergroup="crm-events-sse"}[30s])'
-    )
+    assert status["queries"]["skew"] == sustained_breach_queries("30s")[0]
     last = status["last_evaluation"]
     assert last["ready"] is True
     assert last["checks"]["consumer_count"]["value"] == 4
     assert last["evaluated_at"] and last["duration_ms"] >= 0
 
 
+@pytest.mark.claim("probe.metrics")
 def test_metrics_expose_the_six_probe_metrics(prometheus, settings, serve):
     client = serve(settings())
     client.get("/ready")
-    prometheus.consumers = vector(1)
+    prometheus.consumers = vector(CHECKLIST.min_consumers - 1)
     client.get("/ready")
     text = client.get("/metrics").text
     for name in (
@@ -127,14 +195,19 @@ def test_metrics_expose_the_six_probe_metrics(prometheus, settings, serve):
     assert "health_probe_duration_seconds_count 2.0" in text
 
 
-def test_probe_sends_the_sustained_breach_queries_by_default(prometheus, settings, serve):
-    serve(settings()).get("/ready")
-    assert prometheus.queries == [
-        'min_over_time(kafka:group_skew_ratio{consumergroup="crm-events-sse"}[5m])',
-        'max_over_time(kafka:group_consumer_count{consumergroup="crm-events-sse"}[5m])',
-    ]
+# --- the queries --------------------------------------------------------------------------------
 
 
+@pytest.mark.claim("window.spike")
+@pytest.mark.claim("safety.settings")
+def test_probe_sends_the_sustained_breach_queries_over_the_checklist_window(
+    prometheus, serve, in_force
+):
+    serve(in_force).get("/ready")
+    assert prometheus.queries == sustained_breach_queries(CHECKLIST.window)
+
+
+@pytest.mark.claim("safety.settings")
 def test_query_templates_and_window_are_settings(prometheus, settings, serve):
     probe_settings = settings(
         window_minutes=1 / 3,
@@ -149,6 +222,7 @@ def test_query_templates_and_window_are_settings(prometheus, settings, serve):
     ]
 
 
+@pytest.mark.claim("safety.prometheus_outage")
 def test_a_bad_query_answer_from_prometheus_is_unavailable_not_ready(prometheus, settings, serve):
     prometheus.skew = Response('{"status":"error","errorType":"bad_data"}', status=400)
     response = serve(settings()).get("/ready")

@@ -9,7 +9,12 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from tenacity import retry, stop_after_delay, wait_fixed
+
+# The probe as its container runs it: liveness served from the start, one JSON log line per
+# evaluation.
+pytestmark = [pytest.mark.claim("probe.health")]
 
 
 def free_port() -> int:

@@ -22,6 +22,7 @@ def unavailable_reasons(response) -> set[str]:
     return {failed["reason"] for failed in response.json()["failed"]}
 
 
+@pytest.mark.claim("safety.prometheus_outage")
 def test_refused_connection_is_retried_then_prometheus_unavailable(settings, serve):
     client = serve(settings(prom_url="http://127.0.0.1:1", prom_retries=3))
     response = client.get("/ready")
@@ -31,6 +32,7 @@ def test_refused_connection_is_retried_then_prometheus_unavailable(settings, ser
     assert metric(client, "health_probe_prometheus_retries_total") == 2
 
 
+@pytest.mark.claim("safety.prometheus_outage")
 @pytest.mark.parametrize(
     "garbage",
     [
@@ -54,6 +56,7 @@ def test_garbage_answers_are_retried_then_prometheus_unavailable(
     assert metric(client, "health_probe_prometheus_retries_total") == 1
 
 
+@pytest.mark.claim("safety.prometheus_outage")
 def test_one_failed_attempt_then_a_good_answer_is_ready(prometheus, settings, serve):
     answers = iter([Response("busy", status=503)])
 
@@ -87,6 +90,7 @@ def trickle(pause: float):
     return handler
 
 
+@pytest.mark.claim("safety.prometheus_slow")
 @pytest.mark.parametrize("slow", [hang(5.0), trickle(0.05)], ids=["hanging", "trickling"])
 def test_ready_never_takes_longer_than_timeout_times_attempts_plus_backoff(
     prometheus, settings, serve, slow
@@ -104,6 +108,8 @@ def test_ready_never_takes_longer_than_timeout_times_attempts_plus_backoff(
     assert metric(client, 'health_probe_prometheus_errors_total{kind="timeout"}') >= 1
 
 
+@pytest.mark.claim("probe.metrics")
+@pytest.mark.claim("safety.prometheus_outage")
 def test_last_success_time_moves_only_when_prometheus_answers(prometheus, settings, serve):
     client = serve(settings())
     client.get("/ready")

@@ -8,24 +8,34 @@ import sys
 
 import pytest
 
+from harness.contract import CHECKLIST
 from probe.settings import ProbeSettings, SettingsError
 
+pytestmark = [pytest.mark.claim("safety.settings")]
 
-def test_defaults_are_the_contract():
+
+def test_defaults_are_the_checklist():
+    """What the probe runs with where its environment leaves a setting out (a bare `python -m
+    probe`, a partial Kubernetes env): the checklist's values."""
     settings = ProbeSettings.from_env({})
-    assert settings.prom_timeout_ms == 1500
-    assert settings.prom_retries == 2
-    assert settings.prom_backoff_ms == 100
-    assert settings.window_minutes == 5
-    assert settings.window == "5m"
-    assert settings.skew_threshold == 4
-    assert settings.min_consumers == 2
-    assert settings.consumer_group == "crm-events-sse"
-    assert settings.probe_port == 9011
-    assert settings.evaluation_budget_s == pytest.approx(3.1)
+    assert settings.prom_timeout_ms == CHECKLIST.prom_timeout_ms
+    assert settings.prom_retries == CHECKLIST.prom_retries
+    assert settings.prom_backoff_ms == CHECKLIST.prom_backoff_ms
+    assert settings.window == CHECKLIST.window
+    assert settings.window_minutes * 60 == CHECKLIST.window_s
+    assert settings.skew_threshold == CHECKLIST.skew_threshold
+    assert settings.min_consumers == CHECKLIST.min_consumers
+    assert settings.consumer_group == CHECKLIST.group
+    assert settings.probe_port == CHECKLIST.probe_port
+    assert settings.evaluation_budget_s == pytest.approx(
+        CHECKLIST.prom_timeout_ms / 1000 * CHECKLIST.prom_retries
+        + CHECKLIST.prom_backoff_ms / 1000 * (CHECKLIST.prom_retries - 1)
+    )
 
 
 def test_environment_sets_every_field():
+    # Values deliberately unlike the checklist's: each must come from the environment.
+    group = f"{CHECKLIST.group}.v2"
     settings = ProbeSettings.from_env(
         {
             "PROM_URL": "http://prom.internal:9090/",
@@ -34,16 +44,20 @@ def test_environment_sets_every_field():
             "WINDOW_MINUTES": "0.3333333333",
             "SKEW_THRESHOLD": "2.5",
             "MIN_CONSUMERS": "3",
-            "CONSUMER_GROUP": "crm-events-sse.v2",
+            "CONSUMER_GROUP": group,
             "PROBE_PORT": "19011",
             "CACHE_TTL_SECONDS": "1",
         }
     )
     assert settings.prom_timeout_ms == 800
+    assert settings.prom_retries == 3
     assert settings.window == "20s"
     assert settings.skew_threshold == 2.5
+    assert settings.min_consumers == 3
+    assert settings.probe_port == 19011
+    assert settings.cache_ttl_seconds == 1
     assert settings.queries["consumer_count"] == (
-        'max_over_time(kafka:group_consumer_count{consumergroup="crm-events-sse.v2"}[20s])'
+        f'max_over_time(kafka:group_consumer_count{{consumergroup="{group}"}}[20s])'
     )
 
 
