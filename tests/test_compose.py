@@ -23,25 +23,30 @@ import pytest
 
 from harness import images
 from harness import services as svc
+from harness.contract import CHECKLIST, Contract, load
 from probe.settings import ProbeSettings
 from tests.tools import GRAFANA, PROMETHEUS_YML, STACK, load_yaml
 
 COMPOSE = STACK / "compose.yaml"
 PUBLISHED = {"prometheus": 9090, "alertmanager": 9093, "grafana": 3000}
-CONSUMER_HEALTHCHECK = ["CMD", "curl", "-fsS", f"http://{svc.PROBE}:{svc.PROBE_PORT}/ready"]
+CONSUMER_HEALTHCHECK = ["CMD", "curl", "-fsS", CHECKLIST.consumer_healthcheck_url]
 _VARIABLE = re.compile(r"\$\{(?P<name>[A-Z0-9_]+)(?::-(?P<default>[^}]*))?\}")
 
 
 @pytest.fixture(scope="module")
-def compose() -> dict[str, Any]:
-    data: dict[str, Any] = load_yaml(COMPOSE)
-    return data
+def contract() -> Contract:
+    """What stack/compose.yaml (and the other deployable files) say, as the harness reads it."""
+    return load()
 
 
 @pytest.fixture(scope="module")
-def services(compose: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    found: dict[str, dict[str, Any]] = compose["services"]
-    return found
+def compose(contract: Contract) -> dict[str, Any]:
+    return contract.compose
+
+
+@pytest.fixture(scope="module")
+def services(contract: Contract) -> dict[str, dict[str, Any]]:
+    return contract.services
 
 
 def interpolate(value: str) -> str:
@@ -69,11 +74,10 @@ def aliases_of(service: dict[str, Any], network: str) -> list[str]:
 
 
 def consumers(services: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {
-        name: s
-        for name, s in services.items()
-        if s.get("command") == ["python", "-m", "stack.consumer"]
-    }
+    found = {name: services[name] for name in load().consumer_services}
+    for name, service in found.items():
+        assert service["command"] == ["python", "-m", "stack.consumer"], name
+    return found
 
 
 def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
@@ -84,6 +88,13 @@ def bind_mounts(service: dict[str, Any]) -> dict[str, str]:
         if source.startswith("."):
             mounts[target] = source
     return mounts
+
+
+def flag_value(command: list[str], name: str) -> str:
+    """The value after `name` in a command given as separate words (`--topic`, `t`)."""
+    words = [str(word) for word in command]
+    assert words.count(name) == 1, f"{name} given {words.count(name)} times in {command}"
+    return words[words.index(name) + 1]
 
 
 def flag(command: list[str], name: str) -> str:
@@ -101,6 +112,7 @@ def compose_spec_schema() -> dict[str, Any]:
     return schema
 
 
+@pytest.mark.claim("deploy.compose")
 def test_the_compose_file_validates_against_the_compose_specification(
     compose: dict[str, Any],
 ) -> None:
@@ -118,6 +130,7 @@ def test_the_compose_file_validates_against_the_compose_specification(
     assert not validator.is_valid(broken)
 
 
+@pytest.mark.claim("deploy.compose")
 def test_every_variable_has_a_default_so_up_works_with_no_environment() -> None:
     text = COMPOSE.read_text()
     for match in _VARIABLE.finditer(text):
@@ -137,6 +150,7 @@ def compose_cli() -> list[str] | None:
     return [legacy] if legacy else None
 
 
+@pytest.mark.claim("deploy.compose")
 def test_the_compose_cli_accepts_the_file_when_one_is_installed() -> None:
     cli = compose_cli()
     if cli is None:
@@ -153,16 +167,14 @@ def test_the_compose_cli_accepts_the_file_when_one_is_installed() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-# --- the probe: internal only, limits, restart policy -----------------------------------------
+# --- the probe: internal only, limits, restart policy, settings -------------------------------
 
 
 @pytest.mark.claim("docker.probe_internal")
-def test_the_probe_publishes_no_port_and_only_exposes_9011(
-    services: dict[str, dict[str, Any]],
-) -> None:
-    probe = services[svc.PROBE]
+def test_the_probe_publishes_no_port_and_only_exposes_its_port(contract: Contract) -> None:
+    probe = contract.service(contract.probe_service)
     assert "ports" not in probe
-    assert [str(p) for p in probe["expose"]] == [str(svc.PROBE_PORT)]
+    assert [str(p) for p in probe["expose"]] == [str(CHECKLIST.probe_port)]
     assert "network_mode" not in probe
 
 
@@ -170,7 +182,7 @@ def test_the_probe_publishes_no_port_and_only_exposes_9011(
 def test_the_probe_is_on_internal_networks_only(
     compose: dict[str, Any], services: dict[str, dict[str, Any]]
 ) -> None:
-    networks = networks_of(services[svc.PROBE])
+    networks = networks_of(services[CHECKLIST.probe_service])
     assert networks
     for network in networks:
         assert (compose["networks"][network] or {}).get("internal") is True, network
@@ -180,19 +192,21 @@ def test_the_probe_is_on_internal_networks_only(
 
 
 @pytest.mark.claim("docker.probe_internal")
-def test_the_probe_restarts_unless_stopped_within_its_limits(
-    services: dict[str, dict[str, Any]],
-) -> None:
-    probe = services[svc.PROBE]
-    assert probe["restart"] == "unless-stopped"
-    limits = probe["deploy"]["resources"]["limits"]
-    assert limits["cpus"] == "0.10"
-    assert limits["memory"] == "64M"
-    assert probe.get("memswap_limit", "64M") == "64M"
-    assert probe["command"] == ["python", "-m", "probe"]
+def test_the_probe_restart_policy_is_the_checklists(contract: Contract) -> None:
+    assert contract.probe_limits["restart"] == CHECKLIST.probe_restart
 
 
-def test_only_the_user_interfaces_are_published_and_on_loopback_only(
+@pytest.mark.claim("security.limits")
+def test_the_probe_limits_are_the_checklists(contract: Contract) -> None:
+    limits = contract.probe_limits
+    assert limits["cpus"] == CHECKLIST.probe_cpus
+    assert limits["memory_bytes"] == CHECKLIST.probe_memory_bytes
+    # No swap beyond the memory limit (unset, Docker lets the container swap as much again).
+    assert limits["memswap_bytes"] == CHECKLIST.probe_memory_bytes
+
+
+@pytest.mark.claim("deploy.compose")
+def test_the_only_published_ports_are_the_user_interfaces_on_loopback(
     services: dict[str, dict[str, Any]],
 ) -> None:
     published = {}
@@ -205,13 +219,55 @@ def test_only_the_user_interfaces_are_published_and_on_loopback_only(
     assert published == PUBLISHED
 
 
-def test_the_probe_runs_with_the_contract_settings(services: dict[str, dict[str, Any]]) -> None:
-    env = {k: str(v) for k, v in services[svc.PROBE]["environment"].items()}
+@pytest.mark.claim("safety.settings")
+def test_the_probe_environment_holds_only_probe_settings_and_changes_no_default(
+    contract: Contract,
+) -> None:
+    probe = contract.service(contract.probe_service)
+    assert probe["command"] == ["python", "-m", "probe"]
+    env = contract.probe_env
     known = {f.name.upper() for f in dataclasses.fields(ProbeSettings)}
     assert set(env) <= known, f"unknown probe settings: {set(env) - known}"
     assert env["PROM_URL"] == f"http://{svc.PROMETHEUS}:{svc.Prometheus.PORT}"
-    # Production values: the contract's defaults, no time scale.
+    # Production values, no time scale: the file and the probe's defaults say the same.
     assert ProbeSettings.from_env(env) == ProbeSettings(prom_url=env["PROM_URL"])
+
+
+# Each checklist value the probe's environment must give, as the probe parses it.
+REQUIRED_PROBE_ENV = {
+    "WINDOW_MINUTES": CHECKLIST.window_s / 60,
+    "PROM_TIMEOUT_MS": CHECKLIST.prom_timeout_ms,
+    "PROM_RETRIES": CHECKLIST.prom_retries,
+    "PROM_BACKOFF_MS": CHECKLIST.prom_backoff_ms,
+    "SKEW_THRESHOLD": CHECKLIST.skew_threshold,
+    "MIN_CONSUMERS": CHECKLIST.min_consumers,
+    "CONSUMER_GROUP": CHECKLIST.group,
+}
+# The values that decide what /ready answers.
+READINESS_ENV = {"SKEW_THRESHOLD", "MIN_CONSUMERS", "CONSUMER_GROUP"}
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        pytest.param(
+            variable,
+            marks=[
+                pytest.mark.claim("safety.settings"),
+                *([pytest.mark.claim("probe.ready")] if variable in READINESS_ENV else []),
+            ],
+        )
+        for variable in REQUIRED_PROBE_ENV
+    ],
+)
+def test_the_probe_is_deployed_with_the_checklist_value_of(
+    contract: Contract, variable: str
+) -> None:
+    env = contract.probe_env
+    assert variable in env, f"compose.yaml leaves {variable} to the probe's default: set it"
+    deployed = getattr(ProbeSettings.from_env({variable: env[variable]}), variable.lower())
+    required = REQUIRED_PROBE_ENV[variable]
+    assert deployed == required, f"compose.yaml: {variable}={env[variable]}; required {required}"
 
 
 # --- the consumers ----------------------------------------------------------------------------
@@ -222,10 +278,9 @@ def test_each_consumer_healthcheck_calls_the_probe_ready_endpoint(
     services: dict[str, dict[str, Any]],
 ) -> None:
     found = consumers(services)
-    assert len(found) == 2, sorted(found)
-    budget = ProbeSettings.from_env(
-        {k: str(v) for k, v in services[svc.PROBE]["environment"].items()}
-    ).evaluation_budget_s
+    # Exactly the minimum: one consumer stopped must fail the probe (the smoke test's drill).
+    assert len(found) == CHECKLIST.min_consumers, sorted(found)
+    budget = ProbeSettings.from_env(load().probe_env).evaluation_budget_s
     for name, consumer in found.items():
         check = consumer["healthcheck"]
         assert check["test"] == CONSUMER_HEALTHCHECK, name
@@ -234,9 +289,11 @@ def test_each_consumer_healthcheck_calls_the_probe_ready_endpoint(
         assert budget < timeout <= duration_s(check["interval"]), name
         assert 1 <= check["retries"] <= 5, name
         assert duration_s(check.get("start_period", "0s")) >= duration_s(check["interval"]), name
-        assert consumer["depends_on"][svc.PROBE]["condition"] == "service_started", name
+        depends = consumer["depends_on"][CHECKLIST.probe_service]
+        assert depends["condition"] == "service_started", name
 
 
+@pytest.mark.claim("deploy.compose")
 def test_the_consumers_share_the_name_prometheus_discovers(
     services: dict[str, dict[str, Any]],
 ) -> None:
@@ -250,6 +307,7 @@ def test_the_consumers_share_the_name_prometheus_discovers(
         assert any(dns["names"][0] in aliases_of(consumer, n) for n in networks_of(consumer)), name
         env = consumer["environment"]
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == svc.KAFKA_INTERNAL
+        assert env["CONSUMER_GROUP"] == CHECKLIST.group, name
         assert int(env["METRICS_PORT"]) == dns["port"] == svc.CONSUMER_METRICS_PORT
         assert env["INSTANCE"] == name
         assert consumer["restart"] == "unless-stopped"
@@ -258,6 +316,7 @@ def test_the_consumers_share_the_name_prometheus_discovers(
 # --- host names, images, config files ---------------------------------------------------------
 
 
+@pytest.mark.claim("deploy.compose")
 def test_services_are_named_with_the_stack_host_names(services: dict[str, dict[str, Any]]) -> None:
     for host in (svc.KAFKA, svc.EXPORTER, svc.PROMETHEUS, svc.ALERTMANAGER, svc.PROBE, svc.WEBHOOK):
         assert host in services, host
@@ -272,6 +331,7 @@ def test_services_are_named_with_the_stack_host_names(services: dict[str, dict[s
     assert webhook["command"] == ["python", "-m", "stack.webhook"]
 
 
+@pytest.mark.claim("deploy.compose")
 def test_every_scrape_target_is_a_service_of_the_file(services: dict[str, dict[str, Any]]) -> None:
     hosts = set(services) | {
         alias for s in services.values() for n in networks_of(s) for alias in aliases_of(s, n)
@@ -293,6 +353,7 @@ def image_defaults(services: dict[str, dict[str, Any]]) -> dict[str, tuple[str, 
     return found
 
 
+@pytest.mark.claim("deploy.compose")
 def test_image_defaults_are_the_harness_upstream_images(
     services: dict[str, dict[str, Any]],
 ) -> None:
@@ -315,6 +376,7 @@ def test_image_defaults_are_the_harness_upstream_images(
     assert used == {"kafka", "kafka_exporter", "prometheus", "alertmanager", "grafana", "app"}
 
 
+@pytest.mark.claim("deploy.compose")
 def test_the_mounted_config_files_exist_where_the_services_read_them(
     services: dict[str, dict[str, Any]],
 ) -> None:
@@ -333,6 +395,7 @@ def test_the_mounted_config_files_exist_where_the_services_read_them(
     assert bind_mounts(alertmanager)[config] == "./alertmanager/alertmanager.yml"
 
 
+@pytest.mark.claim("deploy.compose")
 def test_grafana_mounts_provisioning_and_dashboards_where_the_provisioning_names_them(
     services: dict[str, dict[str, Any]],
 ) -> None:
@@ -348,9 +411,15 @@ def test_grafana_mounts_provisioning_and_dashboards_where_the_provisioning_names
     assert set(networks_of(services["grafana"])) & set(networks_of(services[svc.PROMETHEUS]))
 
 
-def test_the_topic_exists_before_the_consumers_start(services: dict[str, dict[str, Any]]) -> None:
+@pytest.mark.claim("deploy.compose")
+def test_the_topic_the_consumers_read_exists_before_they_start(
+    contract: Contract, services: dict[str, dict[str, Any]]
+) -> None:
     init = services["kafka-init"]
-    assert "--create" in init["command"] and "crm.events" in init["command"]
+    assert "--create" in init["command"]
+    assert flag_value(init["command"], "--topic") == contract.topic
+    # Enough partitions for every consumer to own one, and for one to be hot.
+    assert contract.partitions > contract.consumer_count
     assert init["depends_on"][svc.KAFKA]["condition"] == "service_healthy"
     for name, consumer in consumers(services).items():
         assert consumer["depends_on"]["kafka-init"]["condition"] == (
@@ -358,6 +427,7 @@ def test_the_topic_exists_before_the_consumers_start(services: dict[str, dict[st
         ), name
 
 
+@pytest.mark.claim("deploy.compose")
 def test_the_app_services_are_locked_down(services: dict[str, dict[str, Any]]) -> None:
     for name, service in services.items():
         if image_defaults(services)[name][1].startswith("crm-cert/app"):

@@ -12,8 +12,12 @@ from typing import Any
 import pytest
 import yaml
 
+from harness.contract import stack_dir
+
 REPO = Path(__file__).resolve().parents[1]
-STACK = REPO / "stack"
+# The deployable files under certification: stack/ of this checkout, or CRM_CERT_STACK_DIR (the
+# same directory harness.contract.load() reads).
+STACK = stack_dir()
 PROMETHEUS_YML = STACK / "prometheus" / "prometheus.yml"
 RULES_DIR = STACK / "prometheus" / "rules"
 RECORDING_RULES = RULES_DIR / "crm_events_recording.yml"
