@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from harness.contract import CHECKLIST, load, seconds
 from harness.timescale import parse_duration
 from tests.tools import (
     ALERTMANAGER_YML,
@@ -23,10 +24,8 @@ from tests.tools import (
     run_tool,
 )
 
-pytestmark = [pytest.mark.claim("am.routing")]
-
 WEBHOOK = "http://alert-webhook:9096/alerts"
-ROUTING_MATCHERS = ['team="crm"', 'service="crm-events-sse"', 'product="aetherlink"']
+ROUTING_MATCHERS = [f'{name}="{value}"' for name, value in CHECKLIST.clean_labels]
 # Alertmanager 0.25 and current releases both accept these; the legacy forms only some do.
 LEGACY_KEYS = {
     "match",
@@ -60,15 +59,18 @@ def routes_test(labels: dict[str, str], receivers: list[str]):
 
 
 def alert_labels(alert: dict[str, Any]) -> dict[str, str]:
-    """Labels of a firing alert of the rule, for the crm-events-sse group."""
-    return {"alertname": alert["alert"], "consumergroup": "crm-events-sse", **alert["labels"]}
+    """Labels of a firing alert of the rule, for the consumer group the stack deploys."""
+    return {"alertname": alert["alert"], "consumergroup": load().group, **alert["labels"]}
 
 
+@pytest.mark.claim("am.routing")
+@pytest.mark.claim("am.inhibition")
 def test_config_is_valid():
     output = check_tool("amtool", "check-config", ALERTMANAGER_YML)
     assert "SUCCESS" in output, output
 
 
+@pytest.mark.claim("am.routing")
 @pytest.mark.parametrize("case", route_cases(), ids=lambda case: case["name"])
 def test_route_case(case: dict[str, Any]):
     result = routes_test(case["labels"], case["receivers"])
@@ -76,17 +78,20 @@ def test_route_case(case: dict[str, Any]):
     assert result.stdout.strip() == ",".join(case["receivers"]), describe(result)
 
 
+@pytest.mark.claim("am.routing")
 @pytest.mark.parametrize("alert", alert_rules(), ids=lambda rule: rule["alert"])
 def test_every_alert_rule_reaches_the_oncall_webhook(alert: dict[str, Any]):
     result = routes_test(alert_labels(alert), ["crm-oncall"])
     assert result.returncode == 0, describe(result)
 
 
+@pytest.mark.claim("am.routing")
 def test_route_tests_cover_both_receivers():
     receivers = {receiver for case in route_cases() for receiver in case["receivers"]}
     assert receivers == {"crm-oncall", "default"}
 
 
+@pytest.mark.claim("am.routing")
 def test_root_receiver_is_a_noop_and_oncall_is_the_webhook():
     receivers = {receiver["name"]: receiver for receiver in config()["receivers"]}
     assert config()["route"]["receiver"] == "default"
@@ -97,6 +102,7 @@ def test_root_receiver_is_a_noop_and_oncall_is_the_webhook():
     }
 
 
+@pytest.mark.claim("am.routing")
 def test_service_route_groups_per_alert_and_group_with_paging_timers():
     root = config()["route"]
     (service,) = root["routes"]
@@ -106,7 +112,7 @@ def test_service_route_groups_per_alert_and_group_with_paging_timers():
         assert route["group_by"] == ["alertname", "consumergroup"]
         assert route["group_wait"] == "30s"
         assert route["group_interval"] == "5m"
-        assert route["repeat_interval"] == "4h"
+        assert route["repeat_interval"] == CHECKLIST.warning_repeat_interval
     # Critical alerts page: they repeat sooner, to the same receiver.
     (critical,) = service["routes"]
     assert critical["matchers"] == ['severity="critical"']
@@ -114,6 +120,8 @@ def test_service_route_groups_per_alert_and_group_with_paging_timers():
     assert parse_duration(critical["repeat_interval"]) < parse_duration(service["repeat_interval"])
 
 
+@pytest.mark.claim("am.routing")
+@pytest.mark.claim("am.inhibition")
 def test_no_legacy_matcher_syntax_anywhere():
     def keys(node: Any) -> set[str]:
         if isinstance(node, dict):
@@ -123,6 +131,39 @@ def test_no_legacy_matcher_syntax_anywhere():
         return set()
 
     assert not keys(config()) & LEGACY_KEYS
+
+
+# --- how often an unresolved alert notifies again ---------------------------------------------
+
+SEVERITY_REPEAT = {
+    "critical": CHECKLIST.critical_repeat_interval,
+    "warning": CHECKLIST.warning_repeat_interval,
+}
+
+
+@pytest.mark.claim("am.routing")
+@pytest.mark.parametrize("alert", sorted(load().alerts), ids=str)
+def test_each_alert_repeats_at_its_severitys_checklist_interval(alert: str):
+    labels = alert_labels({"alert": alert, "labels": load().alert(alert).labels})
+    severity = labels["severity"]
+    route = load().route_for(labels)
+    assert route.receiver == "crm-oncall", route
+    if severity in SEVERITY_REPEAT:
+        required = seconds(SEVERITY_REPEAT[severity])
+        assert route.repeat_interval_s == required, (
+            f"{alert} ({severity}) repeats every {route.repeat_interval_s:g}s; "
+            f"the checklist requires {SEVERITY_REPEAT[severity]}"
+        )
+    else:
+        # Below warning (info): never notifies more often than a warning does.
+        assert route.repeat_interval_s >= seconds(CHECKLIST.warning_repeat_interval), alert
+
+
+@pytest.mark.claim("am.routing")
+@pytest.mark.parametrize("severity", sorted(SEVERITY_REPEAT))
+def test_some_alert_of_each_paging_severity_exists(severity: str):
+    """The per-alert check above proves an interval only for severities some alert has."""
+    assert any(alert.labels.get("severity") == severity for alert in load().alerts.values())
 
 
 # --- inhibition -----------------------------------------------------------------------------
@@ -159,6 +200,7 @@ def inhibited(target: dict[str, str], firing: list[dict[str, str]]) -> bool:
     return False
 
 
+@pytest.mark.claim("am.inhibition")
 def test_service_down_mutes_under_replicated_consumers_of_the_same_service():
     (rule,) = config()["inhibit_rules"]
     assert rule["source_matchers"] == ['alertname="CrmEventsServiceDown"']
@@ -166,6 +208,7 @@ def test_service_down_mutes_under_replicated_consumers_of_the_same_service():
     assert set(rule["equal"]) == {"consumergroup", "service"}
 
 
+@pytest.mark.claim("am.inhibition")
 def test_inhibition_applies_to_the_labels_the_rules_produce():
     alerts = {rule["alert"]: alert_labels(rule) for rule in alert_rules()}
     service_down = alerts["CrmEventsServiceDown"]
