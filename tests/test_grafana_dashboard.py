@@ -14,6 +14,8 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import services as svc
+from harness.contract import CHECKLIST
 from tests.tools import (
     DASHBOARD,
     GRAFANA,
@@ -27,7 +29,7 @@ from tests.tools import (
 pytestmark = [pytest.mark.claim("grafana.dashboard")]
 
 DATASOURCE = {"type": "prometheus", "uid": "prometheus"}
-GROUP = 'consumergroup="crm-events-sse"'
+GROUP = f'consumergroup="{CHECKLIST.group}"'
 
 
 def dashboard() -> dict[str, Any]:
@@ -53,16 +55,16 @@ def exprs(panel_id: int) -> list[str]:
 
 def test_dashboard_identity():
     model = dashboard()
-    assert model["uid"] == "crm-events-pipeline"
+    assert model["uid"] == CHECKLIST.dashboard_uid
     assert model["title"] == "CRM Events Pipeline"
     assert 36 <= model["schemaVersion"] <= 41
     assert model["templating"]["list"] == []
 
 
-def test_nineteen_panels_with_ids_1_to_19():
+def test_the_checklists_panels_numbered_from_1():
     ids = [item["id"] for item in panels()]
-    assert len(ids) == 19
-    assert sorted(ids) == list(range(1, 20))
+    assert len(ids) == CHECKLIST.dashboard_panels
+    assert sorted(ids) == list(range(1, CHECKLIST.dashboard_panels + 1))
 
 
 @pytest.mark.parametrize("item", panels(), ids=lambda item: f"panel {item['id']}")
@@ -108,11 +110,11 @@ def test_panel_17_shows_per_partition_lag():
 
 
 def test_panel_18_shows_consumer_group_size_from_the_recording_rule():
-    assert exprs(18) == ['kafka:group_consumer_count{consumergroup="crm-events-sse"}']
+    assert exprs(18) == [f"kafka:group_consumer_count{{{GROUP}}}"]
 
 
 def test_panel_19_shows_hot_key_skew_from_the_recording_rule():
-    assert exprs(19) == ['kafka:group_skew_ratio{consumergroup="crm-events-sse"}']
+    assert exprs(19) == [f"kafka:group_skew_ratio{{{GROUP}}}"]
 
 
 def test_every_recording_rule_is_on_the_dashboard():
@@ -144,7 +146,7 @@ def test_datasource_provisioning_has_the_panels_uid():
     (datasource,) = provisioning["datasources"]
     assert datasource["type"] == DATASOURCE["type"]
     assert datasource["uid"] == DATASOURCE["uid"]
-    assert datasource["url"] == "http://prometheus:9090"
+    assert datasource["url"] == f"http://{svc.PROMETHEUS}:{svc.Prometheus.PORT}"
     assert datasource["isDefault"] is True
 
 

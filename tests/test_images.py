@@ -15,7 +15,10 @@ from types import ModuleType
 import pytest
 
 from harness import images
+from harness.contract import load
 from tests.tools import EXPORTER_METRICS
+
+pytestmark = [pytest.mark.claim("deploy.images")]
 
 IMAGES = Path(images.__file__).resolve().parent.parent / "stack" / "images"
 
@@ -254,14 +257,15 @@ def test_exporter_renames_every_series_kafka_exporter_has() -> None:
 
 
 def test_exporter_filter_leaves_kafka_exporter_labels_only(exporter: ModuleType) -> None:
+    group, topic = load().group, load().topic
     collector_output = "\n".join(
         [
             "# HELP kafka_consumergroup_lag Current Approximate Lag",
             "# TYPE kafka_consumergroup_lag gauge",
-            'kafka_consumergroup_lag{consumergroup="crm-events-sse",otel_scope_name="",'
-            'otel_scope_schema_url="",otel_scope_version="",partition="0",topic="crm.events"} 5',
+            f'kafka_consumergroup_lag{{consumergroup="{group}",otel_scope_name="",'
+            f'otel_scope_schema_url="",otel_scope_version="",partition="0",topic="{topic}"}} 5',
             'kafka_consumergroup_lag{consumergroup="a\\"b,c}",otel_scope_name="",partition="1",'
-            'topic="crm.events"} 7',
+            f'topic="{topic}"}} 7',
             'kafka_brokers{otel_scope_name="",otel_scope_version=""} 1',
             "# HELP target_info Target metadata",
             "# TYPE target_info gauge",
@@ -273,9 +277,8 @@ def test_exporter_filter_leaves_kafka_exporter_labels_only(exporter: ModuleType)
     assert out.splitlines() == [
         "# HELP kafka_consumergroup_lag Current Approximate Lag",
         "# TYPE kafka_consumergroup_lag gauge",
-        'kafka_consumergroup_lag{consumergroup="crm-events-sse",partition="0",'
-        'topic="crm.events"} 5',
-        'kafka_consumergroup_lag{consumergroup="a\\"b,c}",partition="1",topic="crm.events"} 7',
+        f'kafka_consumergroup_lag{{consumergroup="{group}",partition="0",topic="{topic}"}} 5',
+        f'kafka_consumergroup_lag{{consumergroup="a\\"b,c}}",partition="1",topic="{topic}"}} 7',
         "kafka_brokers 1",
     ]
     out = exporter.filter_exposition(collector_output, re.compile("^$"), re.compile("^a"))

@@ -23,8 +23,11 @@ import yaml
 
 from harness import k8s
 from harness import services as svc
+from harness.contract import CHECKLIST, load
 from probe.settings import ProbeSettings
 from tests.tools import ALERTMANAGER_YML, DASHBOARD, RULES_DIR, load_yaml
+
+pytestmark = [pytest.mark.claim("deploy.k8s")]
 
 K8S = k8s.OUTPUT_DIR
 CRD_KINDS = {"PrometheusRule", "AlertmanagerConfig"}
@@ -435,10 +438,13 @@ def test_the_probe_deployment_has_the_seed_limits_and_health_checks() -> None:
     assert deployment["spec"]["replicas"] == 1
     probe = container(deployment)
     assert probe["args"] == ["python", "-m", "probe"]
-    assert probe["resources"]["limits"] == {"cpu": "100m", "memory": "64Mi"}
+    assert probe["resources"]["limits"] == {
+        "cpu": f"{round(CHECKLIST.probe_cpus * 1000)}m",
+        "memory": f"{CHECKLIST.probe_memory_bytes // 2**20}Mi",
+    }
     liveness = probe["livenessProbe"]["httpGet"]
     assert liveness["path"] == "/health"
-    assert port_number(probe, liveness["port"]) == svc.PROBE_PORT
+    assert port_number(probe, liveness["port"]) == CHECKLIST.probe_port
     # /ready is the group's health, not the pod's: it gates nothing about the probe itself.
     assert probe["readinessProbe"]["httpGet"]["path"] != "/ready"
     env = {e["name"]: e["value"] for e in probe["env"]}
@@ -464,24 +470,24 @@ def test_no_workload_touches_the_host_and_all_run_as_non_root() -> None:
             assert "limits" in c["resources"] and "requests" in c["resources"], name
 
 
-def test_the_probe_service_is_internal_on_9011() -> None:
+def test_the_probe_service_is_internal_on_the_probe_port() -> None:
     service = find("Service", svc.PROBE)["spec"]
     assert service["type"] == "ClusterIP"
     assert "externalIPs" not in service and service.get("clusterIP") != "None"
     (port,) = service["ports"]
-    assert port["port"] == svc.PROBE_PORT
+    assert port["port"] == CHECKLIST.probe_port
     assert port_number(container(find("Deployment", svc.PROBE)), port["targetPort"]) == (
-        svc.PROBE_PORT
+        CHECKLIST.probe_port
     )
 
 
 def test_the_consumers_run_twice_and_are_ready_only_when_the_probe_says_so() -> None:
     deployment = find("Deployment", svc.CONSUMERS)
-    assert deployment["spec"]["replicas"] == 2
+    assert deployment["spec"]["replicas"] == load().consumer_count == CHECKLIST.min_consumers
     consumer = container(deployment)
     assert consumer["args"] == ["python", "-m", "stack.consumer"]
     command = consumer["readinessProbe"]["exec"]["command"]
-    assert command[0] == "curl" and command[-1] == f"http://{svc.PROBE}:{svc.PROBE_PORT}/ready"
+    assert command[0] == "curl" and command[-1] == CHECKLIST.consumer_healthcheck_url
     budget = ProbeSettings().evaluation_budget_s
     assert consumer["readinessProbe"]["timeoutSeconds"] > budget
     assert port_number(consumer, "metrics") == svc.CONSUMER_METRICS_PORT

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from harness import services as svc
+from harness.contract import CHECKLIST, load, seconds
 from harness.timescale import parse_duration
 from tests.tools import (
     ALERT_RULES,
@@ -25,8 +27,6 @@ from tests.tools import (
     recording_rules,
 )
 
-pytestmark = [pytest.mark.claim("rules.recording"), pytest.mark.claim("rules.alerts")]
-
 # The seed's claims, as its checklist wrote them.
 SEED_RECORDING_RULES = {
     "kafka:group_consumer_count",
@@ -39,7 +39,7 @@ SEED_RECORDING_RULES = {
     "kafka:topic_byte_rate",
 }
 SEED_ALERT_DURATIONS = {
-    "CrmEventsHotKeySkewHigh": "12m",
+    CHECKLIST.skew_alert: CHECKLIST.skew_alert_for,
     "CrmEventsUnderReplicatedConsumers": "7m",
     "CrmEventsPartitionStuck": "10m",
     "CrmEventsServiceDown": "5m",
@@ -55,14 +55,14 @@ ALERTS = {
     "CrmEventsHealthProbeDown",
     "CrmEventsHealthProbeNotReady",
 }
-ROUTING_LABELS = {"team": "crm", "service": "crm-events-sse", "product": "aetherlink"}
+ROUTING_LABELS = CHECKLIST.labels
 SEVERITIES = {"critical", "warning", "info"}
 RUNBOOK = re.compile(
     r"^https://github\.com/aetherlink/crm-events-cert/blob/main/docs/"
     r"(?:HEALTH_PROBE_INTEGRATION|RUNBOOK_HOTKEY_SKEW|LAG_CAPACITY_MONITORING)\.md#(?P<anchor>[a-z]+)$"
 )
-GROUP = 'consumergroup="crm-events-sse"'
-EVALUATION_STEP = timedelta(seconds=15)
+GROUP = f'consumergroup="{CHECKLIST.group}"'
+EVALUATION_STEP = timedelta(seconds=CHECKLIST.scrape_s)
 
 PROMTOOL_TESTS = sorted(PROMTOOL_TESTS_DIR.glob("*.yml"))
 RULE_FILES = sorted(RULES_DIR.glob("*.yml"))
@@ -75,6 +75,8 @@ def by_name(rules: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
 # --- promtool -------------------------------------------------------------------------------
 
 
+@pytest.mark.claim("rules.recording")
+@pytest.mark.claim("rules.alerts")
 def test_prometheus_config_is_valid_and_finds_both_rule_files():
     output = check_tool("promtool", "check", "config", PROMETHEUS_YML)
     # rule_files are relative to prometheus.yml, wherever promtool runs from.
@@ -83,17 +85,23 @@ def test_prometheus_config_is_valid_and_finds_both_rule_files():
     assert f"{len(RULE_FILES)} rule files found" in output, output
 
 
+@pytest.mark.claim("rules.recording")
+@pytest.mark.claim("rules.alerts")
 @pytest.mark.parametrize("rule_file", RULE_FILES, ids=lambda path: path.name)
 def test_rule_file_is_valid(rule_file: Path):
     check_tool("promtool", "check", "rules", rule_file)
 
 
+@pytest.mark.claim("rules.recording")
+@pytest.mark.claim("rules.alerts")
 @pytest.mark.parametrize("test_file", PROMTOOL_TESTS, ids=lambda path: path.name)
 def test_promtool_unit_tests_pass(test_file: Path):
     output = check_tool("promtool", "test", "rules", test_file)
     assert "SUCCESS" in output, output
 
 
+@pytest.mark.claim("rules.recording")
+@pytest.mark.claim("rules.alerts")
 def test_each_rule_file_has_a_sibling_promtool_test():
     tested = {
         (PROMTOOL_TESTS_DIR / listed).resolve()
@@ -109,9 +117,14 @@ def test_each_rule_file_has_a_sibling_promtool_test():
 # --- prometheus.yml -------------------------------------------------------------------------
 
 
-def test_scrape_config_has_the_stack_targets_at_15s():
+@pytest.mark.claim("rules.recording")
+@pytest.mark.claim("probe.metrics")
+def test_scrape_config_has_the_stack_targets_at_the_scrape_interval():
     config = load_yaml(PROMETHEUS_YML)
-    assert config["global"] == {"scrape_interval": "15s", "evaluation_interval": "15s"}
+    assert config["global"] == {
+        "scrape_interval": CHECKLIST.scrape_interval,
+        "evaluation_interval": CHECKLIST.scrape_interval,
+    }
     assert config["rule_files"] == ["rules/*.yml"]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     static = {
@@ -120,13 +133,18 @@ def test_scrape_config_has_the_stack_targets_at_15s():
     }
     assert static == {
         "kafka_exporter": ["kafka-exporter:9308"],
-        "crm_events_health": ["crm-events-health:9011"],
+        "crm_events_health": [f"{CHECKLIST.probe_service}:{CHECKLIST.probe_port}"],
         "crm_events_consumer": [],
         "prometheus": ["localhost:9090"],
         "alertmanager": ["alertmanager:9093"],
     }
     assert jobs["crm_events_consumer"]["dns_sd_configs"] == [
-        {"names": ["crm-events-consumer"], "type": "A", "port": 9400, "refresh_interval": "15s"}
+        {
+            "names": [svc.CONSUMERS],
+            "type": "A",
+            "port": svc.CONSUMER_METRICS_PORT,
+            "refresh_interval": CHECKLIST.scrape_interval,
+        }
     ]
     assert config["alerting"] == {
         "alertmanagers": [{"static_configs": [{"targets": ["alertmanager:9093"]}]}]
@@ -136,18 +154,24 @@ def test_scrape_config_has_the_stack_targets_at_15s():
 # --- recording rules ------------------------------------------------------------------------
 
 
-def test_exactly_the_seeds_eight_recording_rules():
+@pytest.mark.claim("rules.recording")
+def test_exactly_the_seeds_recording_rules():
     names = [rule["record"] for rule in recording_rules()]
-    assert len(names) == 8
+    assert len(names) == CHECKLIST.recording_rules
+    assert len(load().recording_rules) == CHECKLIST.recording_rules, "a rule outside the file"
     assert set(names) == SEED_RECORDING_RULES
 
 
-def test_rule_groups_evaluate_every_15s():
+@pytest.mark.claim("rules.recording")
+@pytest.mark.claim("rules.alerts")
+def test_rule_groups_evaluate_at_the_scrape_interval():
     for rule_file in RULE_FILES:
         for group in load_yaml(rule_file)["groups"]:
-            assert group["interval"] == "15s", (rule_file.name, group["name"])
+            assert group["interval"] == CHECKLIST.scrape_interval, (rule_file.name, group["name"])
 
 
+@pytest.mark.claim("rules.recording")
+@pytest.mark.claim("rules.alerts")
 def test_rules_read_only_recorded_or_scraped_series():
     recorded = {rule["record"] for rule in recording_rules()}
     for rule in recording_rules() + alert_rules():
@@ -158,18 +182,24 @@ def test_rules_read_only_recorded_or_scraped_series():
 # --- alerts ---------------------------------------------------------------------------------
 
 
-def test_exactly_twelve_alerts_with_camelcase_names():
+@pytest.mark.claim("rules.alerts")
+def test_exactly_the_seeds_alerts_with_camelcase_names():
     names = [rule["alert"] for rule in alert_rules()]
-    assert len(names) == 12
+    assert len(names) == CHECKLIST.alerts
+    assert len(load().alerts) == CHECKLIST.alerts, "an alert outside the file"
     assert set(names) == ALERTS
     assert all(re.fullmatch(r"CrmEvents(?:[A-Z][a-z0-9]*)+", name) for name in names), names
 
 
+@pytest.mark.claim("rules.alerts")
 def test_seed_alerts_wait_the_seeds_durations():
     alerts = by_name(alert_rules(), "alert")
     assert {name: alerts[name]["for"] for name in SEED_ALERT_DURATIONS} == SEED_ALERT_DURATIONS
+    for name, duration in SEED_ALERT_DURATIONS.items():
+        assert load().alert(name).for_s == seconds(duration), name
 
 
+@pytest.mark.claim("rules.alerts")
 @pytest.mark.parametrize("alert", alert_rules(), ids=lambda rule: rule["alert"])
 def test_alert_carries_routing_labels_annotations_and_runbook(alert: dict[str, Any]):
     labels = alert["labels"]
@@ -190,8 +220,8 @@ def test_alert_carries_routing_labels_annotations_and_runbook(alert: dict[str, A
 # --- the promtool tests themselves ----------------------------------------------------------
 
 
-def alert_cases() -> list[tuple[str, dict[str, list[dict[str, Any]]]]]:
-    """(test name, {eval_time: exp_alerts}) per alert and test group of the alert tests."""
+def alert_cases() -> list[tuple[str, str, dict[timedelta, list[dict[str, Any]]]]]:
+    """(test name, alert name, {eval_time: exp_alerts}) per alert and test group."""
     cases = []
     for test_file in PROMTOOL_TESTS:
         for group in load_yaml(test_file)["tests"]:
@@ -203,6 +233,7 @@ def alert_cases() -> list[tuple[str, dict[str, list[dict[str, Any]]]]]:
     return cases
 
 
+@pytest.mark.claim("rules.alerts")
 @pytest.mark.parametrize("alert", sorted(ALERTS))
 def test_promtool_tests_check_both_edges_of_the_alerts_for(alert: str):
     """Some test expects the alert firing at t and expects nothing one evaluation before t."""
@@ -216,6 +247,7 @@ def test_promtool_tests_check_both_edges_of_the_alerts_for(alert: str):
     assert edges, f"no promtool test checks {alert} on both edges of its for:"
 
 
+@pytest.mark.claim("rules.alerts")
 @pytest.mark.parametrize("alert", alert_rules(), ids=lambda rule: rule["alert"])
 def test_promtool_tests_spell_out_the_firing_alerts(alert: dict[str, Any]):
     firing = [
@@ -231,16 +263,18 @@ def test_promtool_tests_spell_out_the_firing_alerts(alert: dict[str, Any]):
         assert set(expected["exp_annotations"]) == set(alert["annotations"])
         if GROUP in alert["expr"]:
             # Alerts about the group keep its label: Alertmanager groups and inhibits on it.
-            assert expected["exp_labels"]["consumergroup"] == "crm-events-sse"
+            assert expected["exp_labels"]["consumergroup"] == CHECKLIST.group
 
 
-def test_alert_tests_evaluate_recording_rules_first_at_15s():
+@pytest.mark.claim("rules.recording")
+@pytest.mark.claim("rules.alerts")
+def test_alert_tests_evaluate_recording_rules_first_at_the_scrape_interval():
     test = load_yaml(PROMTOOL_TESTS_DIR / "crm_events_alerts_test.yml")
-    assert test["evaluation_interval"] == "15s"
+    assert test["evaluation_interval"] == CHECKLIST.scrape_interval
     assert test["group_eval_order"] == [
         load_yaml(RECORDING_RULES)["groups"][0]["name"],
         load_yaml(ALERT_RULES)["groups"][0]["name"],
     ]
     for test_file in PROMTOOL_TESTS:
         for group in load_yaml(test_file)["tests"]:
-            assert group["interval"] == "15s", (test_file.name, group["name"])
+            assert group["interval"] == CHECKLIST.scrape_interval, (test_file.name, group["name"])

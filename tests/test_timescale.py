@@ -27,8 +27,6 @@ from harness.timescale import (
 )
 from tests.tools import ALERTMANAGER_YML, PROMETHEUS_YML, RULES_DIR, check_tool
 
-pytestmark = [pytest.mark.claim("rules.time_scale")]
-
 DRILL_SCALE = Fraction(1, 15)
 UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 DURATION = re.compile(r"([0-9]+)(ms|s|m|h|d)")
@@ -79,6 +77,7 @@ def expected_ms(text: str, factor: Fraction) -> int:
     return max(1, int(exact + Fraction(1, 2)))
 
 
+@pytest.mark.claim("rules.time_scale")
 @pytest.mark.parametrize(("path", "render"), FILES, ids=FILE_IDS)
 def test_only_durations_change_and_each_is_exactly_the_scale_times_the_original(
     path: Path, render: Renderer
@@ -101,11 +100,13 @@ def test_only_durations_change_and_each_is_exactly_the_scale_times_the_original(
     assert durations > 0
 
 
+@pytest.mark.claim("rules.time_scale")
 @pytest.mark.parametrize(("path", "render"), FILES, ids=FILE_IDS)
 def test_scale_1_is_the_identity(path: Path, render: Renderer):
     assert yaml.safe_load(render(path.read_text(), 1)) == yaml.safe_load(path.read_text())
 
 
+@pytest.mark.claim("rules.time_scale")
 @pytest.mark.parametrize(("path", "render"), FILES, ids=FILE_IDS)
 @pytest.mark.parametrize("factor", [Fraction(1, 7), Fraction(1, 100_000), Fraction(3, 2)])
 def test_inexact_scales_round_to_the_nearest_millisecond_and_never_below_1ms(
@@ -121,11 +122,13 @@ def test_inexact_scales_round_to_the_nearest_millisecond_and_never_below_1ms(
             ], key
 
 
+@pytest.mark.claim("rules.time_scale")
 @pytest.mark.parametrize(("path", "render"), FILES, ids=FILE_IDS)
 def test_rendering_is_deterministic(path: Path, render: Renderer):
     assert render(path.read_text(), DRILL_SCALE) == render(path.read_text(), DRILL_SCALE)
 
 
+@pytest.mark.claim("rules.time_scale")
 def test_rendered_files_load_in_promtool_and_amtool(tmp_path: Path):
     (tmp_path / "rules").mkdir()
     for rule_file in sorted(RULES_DIR.glob("*.yml")):
@@ -139,6 +142,7 @@ def test_rendered_files_load_in_promtool_and_amtool(tmp_path: Path):
     check_tool("amtool", "check-config", alertmanager)
 
 
+@pytest.mark.claim("harness.self_test")
 def test_the_drill_scale_turns_production_durations_into_seconds():
     assert scaled("12m", DRILL_SCALE) == timedelta(seconds=48)
     assert scaled("5m", DRILL_SCALE) == timedelta(seconds=20)
@@ -151,6 +155,7 @@ def test_the_drill_scale_turns_production_durations_into_seconds():
     assert scale_duration("15s", Fraction(1, 100_000)) == "1ms"
 
 
+@pytest.mark.claim("harness.self_test")
 def test_promql_changes_only_in_ranges_subqueries_and_offsets():
     expr = (
         'rate(x{le="5m", path=~"/a[5m]"}[5m])  # 5m in a comment\n'
@@ -162,11 +167,13 @@ def test_promql_changes_only_in_ranges_subqueries_and_offsets():
     )
 
 
+@pytest.mark.claim("harness.self_test")
 def test_a_range_that_is_not_a_duration_is_refused():
     with pytest.raises(ValueError, match=r"\[\$window\]"):
         scale_promql("max_over_time(x[$window])", DRILL_SCALE)
 
 
+@pytest.mark.claim("harness.self_test")
 @pytest.mark.parametrize("factor", [0, -1, 0.0, Fraction(-1, 15), float("nan"), float("inf")])
 def test_a_factor_that_is_not_above_0_is_refused(factor: Any):
     with pytest.raises(ValueError, match="time scale factor"):
@@ -176,6 +183,7 @@ def test_a_factor_that_is_not_above_0_is_refused(factor: Any):
             render(path.read_text(), factor)
 
 
+@pytest.mark.claim("harness.self_test")
 def test_every_kind_of_duration_is_scaled_where_the_stack_files_have_none_yet():
     rules = """
 groups:
