@@ -2,7 +2,7 @@
 
 Build: ``python -m harness.images [--force] [--only NAME]`` (``nox -s images``).
 
-Two image sets (DESIGN.md sections 3 and 6):
+Two image sets (docs/design.md, sections 1 and 6):
 
 * ``upstream``: the public images (apache/kafka, danielqsj/kafka-exporter, prom/prometheus,
   prom/alertmanager, ghcr.io/shopify/toxiproxy, grafana/grafana), pulled by Docker when first used,

@@ -1,4 +1,4 @@
-"""testcontainers settings for machines like these (DESIGN.md section 6), overridable by env.
+"""testcontainers settings for machines like these (docs/design.md, section 6), overridable by env.
 
 - No Ryuk: its image cannot be pulled without a registry; the harness removes what it started
   itself, by the labels it puts on every container and network.
