@@ -1,0 +1,142 @@
+"""The verdict hides nothing: every test of a certify run belongs to a claim, any failed test
+makes it NOT CERTIFIED by name, an xfail is not a proof, and the exit code agrees.
+
+The plugin runs for real: pytest in a subprocess with this project's conftest as a plugin, on
+small test files written here. No Docker.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.report import (
+    FAIL,
+    NOT_RUN,
+    OUT_OF_SCOPE,
+    PASS,
+    TestResult,
+    Verdict,
+    claim_status,
+)
+from tests.tools import REPO
+
+pytestmark = pytest.mark.claim("harness.self_test")
+
+
+def certify(tmp_path: Path, source: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """Run `source` as a certify run; return the process and evidence.json (or {})."""
+    (tmp_path / "test_sample.py").write_text(textwrap.dedent(source))
+    reports = tmp_path / "reports"
+    process = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "conftest",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            "--certify",
+            f"--reports-dir={reports}",
+            "-q",
+            str(tmp_path / "test_sample.py"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    evidence = reports / "evidence.json"
+    return process, json.loads(evidence.read_text()) if evidence.exists() else {}
+
+
+def test_a_test_without_a_claim_is_refused_at_collection(tmp_path: Path) -> None:
+    process, _ = certify(
+        tmp_path,
+        """
+        def test_unmarked():
+            assert False
+        """,
+    )
+    assert process.returncode == pytest.ExitCode.USAGE_ERROR, process.stdout + process.stderr
+    assert "must prove a claim" in process.stderr and "test_unmarked" in process.stderr
+
+
+def test_any_failed_test_makes_the_verdict_not_certified_naming_it(tmp_path: Path) -> None:
+    process, evidence = certify(
+        tmp_path,
+        """
+        import pytest
+
+        @pytest.mark.claim("window.seed_queries")  # an informational claim
+        def test_informational_but_failing():
+            assert 1 == 2
+        """,
+    )
+    assert process.returncode == pytest.ExitCode.TESTS_FAILED
+    assert evidence["verdict"] == "NOT CERTIFIED"
+    assert any("test_informational_but_failing" in reason for reason in evidence["reasons"])
+    markdown = (tmp_path / "reports" / "certification.md").read_text()
+    assert "**Verdict: NOT CERTIFIED**" in markdown and "test_informational_but_failing" in markdown
+
+
+def test_an_xfail_is_not_a_proof(tmp_path: Path) -> None:
+    _, evidence = certify(
+        tmp_path,
+        """
+        import pytest
+
+        @pytest.mark.claim("probe.health")
+        @pytest.mark.xfail(reason="known gap")
+        def test_expected_failure():
+            assert False
+
+        @pytest.mark.claim("probe.health")
+        @pytest.mark.xfail(reason="should fail")
+        def test_unexpected_pass():
+            assert True
+        """,
+    )
+    [claim] = [c for c in evidence["claims"] if c["id"] == "probe.health"]
+    assert claim["status"] == FAIL
+    assert evidence["verdict"] == "NOT CERTIFIED"
+
+
+def result(outcome: str, out_of_scope: bool = False) -> TestResult:
+    return TestResult("t", ["x"], outcome=outcome, out_of_scope=out_of_scope)
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "status"),
+    [
+        ([], NOT_RUN),
+        ([result("passed")], PASS),
+        ([result("passed"), result("skipped")], NOT_RUN),
+        ([result("passed"), result("failed")], FAIL),
+        ([result("skipped", out_of_scope=True)], OUT_OF_SCOPE),
+        ([result("skipped", out_of_scope=True), result("passed")], PASS),
+        ([result("skipped", out_of_scope=True), result("failed")], FAIL),
+    ],
+)
+def test_claim_status(outcomes: list[TestResult], status: str) -> None:
+    assert claim_status(outcomes) == status
+
+
+def test_external_scope_is_said_in_the_verdict() -> None:
+    assert Verdict(external=True, failed_tests=[], missing_claims=[]).text == (
+        "CERTIFIED (external scope)"
+    )
+    assert Verdict(external=False, failed_tests=[], missing_claims=[]).text == "CERTIFIED"
+    failed = Verdict(external=True, failed_tests=["a::b"], missing_claims=[])
+    assert failed.text == "NOT CERTIFIED" and failed.reasons == ["test failed: a::b"]
+    crashed = Verdict(external=False, failed_tests=[], missing_claims=[], run_failed="boom")
+    assert not crashed.certified
