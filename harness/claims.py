@@ -9,6 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness.contract import CHECKLIST as C
+
+_MB = C.probe_memory_bytes // 2**20
+_LABELS = ", ".join(f"{k}={v}" for k, v in C.clean_labels)
+
 
 @dataclass(frozen=True)
 class Claim:
@@ -38,8 +43,9 @@ CLAIMS = (
     Claim(
         "stack.up",
         "Docker integration",
-        "The whole stack starts; kafka_exporter reports the group with 2 members; all 8 "
-        "recording rules have series; /ready is 200",
+        f"The whole stack starts; kafka_exporter reports the group with every deployed consumer "
+        f"(at least {C.min_consumers}); all {C.recording_rules} recording rules have series; "
+        "/ready is 200",
     ),
     Claim("probe.health", "Health probe endpoints", "`GET /health` always returns 200 (liveness)"),
     Claim(
@@ -57,8 +63,8 @@ CLAIMS = (
     Claim(
         "probe.ready",
         "Health probe endpoints",
-        "`GET /ready` returns 200 when skew <= 4 and consumers >= 2, 500 naming each failed "
-        "check otherwise",
+        f"`GET /ready` returns 200 when skew <= {C.skew_threshold:g} and consumers >= "
+        f"{C.min_consumers}, 500 naming each failed check otherwise",
     ),
     Claim(
         "window.spike",
@@ -80,7 +86,8 @@ CLAIMS = (
     Claim(
         "safety.settings",
         "Safety configuration",
-        "PROM_TIMEOUT_MS=1500, PROM_RETRIES=2, WINDOW_MINUTES=5 (scaled) are in force",
+        f"PROM_TIMEOUT_MS={C.prom_timeout_ms}, PROM_RETRIES={C.prom_retries}, WINDOW_MINUTES="
+        f"{C.window_s / 60:g} (scaled) are deployed and in force",
     ),
     Claim(
         "safety.prometheus_outage",
@@ -98,25 +105,25 @@ CLAIMS = (
     Claim(
         "docker.probe_internal",
         "Docker integration",
-        "The probe has no host port mapping (internal network only), restart unless-stopped, "
+        f"The probe has no host port mapping (internal network only), restart {C.probe_restart}, "
         "in the compose file and in the running stack",
     ),
     Claim(
         "docker.consumer_healthcheck",
         "Docker integration",
-        "The consumers' healthcheck calls http://crm-events-health:9011/ready",
+        f"The consumers' healthcheck calls {C.consumer_healthcheck_url}",
     ),
     Claim(
         "rules.recording",
         "Prometheus rules",
-        "8 recording rules, values certified by promtool at production durations (safe "
-        "math: finite skew at zero lag)",
+        f"{C.recording_rules} recording rules, values certified by promtool at production "
+        "durations (safe math: finite skew at zero lag)",
     ),
     Claim(
         "rules.alerts",
         "Prometheus rules",
-        "12 alerts with team/service/product/severity labels and summary/description/runbook "
-        "annotations, each firing at exactly its for: (promtool)",
+        f"{C.alerts} alerts with team/service/product/severity labels and summary/description/"
+        "runbook annotations, each firing at exactly its for: (promtool)",
     ),
     Claim(
         "rules.time_scale",
@@ -127,19 +134,19 @@ CLAIMS = (
         "am.routing",
         "Alertmanager configuration",
         "Routes by team/service/product to the on-call receiver (amtool); critical alerts "
-        "repeat every 1h, warnings every 4h",
+        f"repeat every {C.critical_repeat_interval}, warnings every {C.warning_repeat_interval}",
     ),
     Claim(
         "am.delivery",
         "Alertmanager configuration",
-        "CrmEventsServiceDown fires after its for: and is delivered with clean labels "
-        "team=crm, service=crm-events-sse, product=aetherlink",
+        f"{C.inhibiting_alert} fires after its for: ({dict(C.alert_for)[C.inhibiting_alert]}) and "
+        f"not later, and is delivered with clean labels {_LABELS}",
     ),
     Claim(
         "am.inhibition",
         "Alertmanager configuration",
-        "CrmEventsServiceDown inhibits CrmEventsUnderReplicatedConsumers (active, inhibited, "
-        "never delivered)",
+        f"{C.inhibiting_alert} inhibits {C.inhibited_alert} (which fires after its for: "
+        f"({dict(C.alert_for)[C.inhibited_alert]}) and not later, is inhibited, never delivered)",
     ),
     Claim(
         "am.silence",
@@ -155,7 +162,7 @@ CLAIMS = (
     Claim(
         "grafana.dashboard",
         "Grafana dashboard",
-        "The dashboard (uid crm-events-pipeline) has 19 panels; panel 18 uses "
+        f"The dashboard (uid {C.dashboard_uid}) has {C.dashboard_panels} panels; panel 18 uses "
         "kafka:group_consumer_count, panel 19 kafka:group_skew_ratio; provisioning files valid",
     ),
     Claim(
@@ -186,7 +193,8 @@ CLAIMS = (
     Claim(
         "skew.hot_partition",
         "Hot-key skew drill",
-        "300 events with key TESTKEY: per-partition lag shows one hot partition",
+        f"{C.hot_key_events} events with key {C.hot_key}, all acknowledged: per-partition lag "
+        "shows one hot partition",
     ),
     Claim(
         "skew.no_flap",
@@ -201,12 +209,13 @@ CLAIMS = (
     Claim(
         "skew.alert",
         "Hot-key skew drill",
-        "CrmEventsHotKeySkewHigh fires after its (scaled) 12m for: and not before",
+        f"{C.skew_alert} fires after its (scaled) {C.skew_alert_for} for: and not before",
     ),
     Claim(
         "skew.recovery",
         "Hot-key skew drill",
-        "After the backlog drains /ready is 200 again and the alert resolves",
+        "After the backlog drains /ready is 200 again and the alert resolves, promptly and not "
+        "before the drain",
     ),
     Claim(
         "drill.broker_loss",
@@ -223,8 +232,8 @@ CLAIMS = (
     Claim(
         "security.limits",
         "Security and limits",
-        "The probe runs with 0.10 CPU and 64M, and stays healthy, never OOM-killed, under a "
-        "bounded /ready load",
+        f"The probe runs with {C.probe_cpus:.2f} CPU and {_MB}M, and stays healthy, never "
+        "OOM-killed, under a bounded /ready load",
     ),
     Claim("security.non_root", "Security and limits", "The app containers run as non-root"),
     Claim(

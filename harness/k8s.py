@@ -56,7 +56,7 @@ OUTPUT_DIR = STACK_DIR / "k8s"
 
 NAMESPACE = "crm-events"
 PART_OF = "crm-events"
-NAME = "crm-events-sse"  # the PrometheusRule and the AlertmanagerConfig
+NAME = CONTRACT.group  # the PrometheusRule and the AlertmanagerConfig
 DASHBOARD_CONFIGMAP = "crm-events-dashboards"
 APP_IMAGE = "crm-cert/app:latest"  # the project's image; override with kustomize (see above)
 APP_UID = 10001  # the app image's user (stack/images/app/Dockerfile)
