@@ -133,9 +133,14 @@ def fenced_blocks(path: Path) -> list[Block]:
     return blocks
 
 
+# The design document is for the people who change this project: it names commands, it does not
+# give an operator steps to run.
+DESIGN_DOCUMENT = "design.md"
+
+
 def doc_files() -> list[Path]:
     """The operator documents."""
-    return sorted(DOCS_DIR.glob("*.md"))
+    return sorted(path for path in DOCS_DIR.glob("*.md") if path.name != DESIGN_DOCUMENT)
 
 
 def shell_blocks(paths: list[Path] | None = None) -> list[Block]:
