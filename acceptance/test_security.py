@@ -10,6 +10,7 @@ import pytest
 
 from harness import services as svc
 from harness.contract import CHECKLIST
+from harness.waits import wait_until
 
 LOAD_CALLERS = 8
 LOAD_SECONDS = 15
@@ -92,3 +93,27 @@ def test_app_containers_run_as_non_root(containers, evidence):
         uid = int(result.output.decode().strip())
         evidence.record(f"{service} uid", uid)
         assert uid != 0, f"{service} runs as root"
+
+
+@pytest.mark.claim("docker.consumer_healthcheck")
+@pytest.mark.containers_only
+def test_running_consumers_check_their_health_on_the_probe_ready_endpoint(containers, evidence):
+    """The consumers run compose.yaml's healthcheck, and Docker has run it against the probe."""
+    for service in containers.contract.consumer_services:
+        container = containers.docker_container(service)
+        check = container.attrs["Config"]["Healthcheck"]
+        evidence.record(f"{service} healthcheck", check["Test"])
+        assert CHECKLIST.consumer_healthcheck_url in check["Test"], check
+
+        def health_log(container=container) -> list[dict]:
+            container.reload()
+            return container.attrs["State"].get("Health", {}).get("Log") or []
+
+        # Docker runs the first check one interval after the container starts.
+        log = wait_until(
+            f"Docker to have run {service}'s healthcheck",
+            health_log,
+            timeout=(check["Interval"] + check["Timeout"]) / 1e9 + 10,
+        )
+        evidence.record(f"{service} last healthcheck exit code", log[-1]["ExitCode"])
+        assert log[-1]["ExitCode"] == 0, log[-1]
