@@ -31,6 +31,7 @@ from harness.clients import (  # noqa: E402
     WebhookClient,
 )
 from harness.evidence import Evidence  # noqa: E402
+from harness.report import EXIT_STACK_FAILED, STACK_FAILED  # noqa: E402
 from harness.stack import ContainerStack, ExternalStack, Stack  # noqa: E402
 from harness.steady import SteadyState, wait_for_steady_state  # noqa: E402
 
@@ -93,13 +94,22 @@ def stack(request: pytest.FixtureRequest, settings: HarnessSettings) -> Iterator
     from harness.images import ensure_images
     from harness.waits import console
 
-    # Builds what is missing; its progress goes to the real terminal, past pytest's capture.
-    started = ContainerStack(ensure_images(settings.images, console=console), settings.time_scale)
-    request.config.stash[STACK] = started
+    started: ContainerStack | None = None
     try:
-        yield started.start()
+        try:
+            # Builds what is missing; its progress goes to the real terminal, past pytest's
+            # capture.
+            images = ensure_images(settings.images, console=console)
+            started = ContainerStack(images, settings.time_scale)
+            request.config.stash[STACK] = started
+            started.start()
+        except BaseException as error:
+            request.config.stash[STACK_FAILED] = f"{type(error).__name__}: {error}"[:400]
+            raise
+        yield started
     finally:
-        started.stop()
+        if started is not None:
+            started.stop()
 
 
 @pytest.fixture(scope="session")
@@ -170,6 +180,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             and not settings.allow_destructive
         ):
             item.add_marker(pytest.mark.skip(reason="destructive: needs --allow-destructive"))
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A stack that never started is its own exit code: nothing was certified, nothing failed."""
+    if STACK_FAILED in session.config.stash:
+        session.exitstatus = EXIT_STACK_FAILED
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -27,6 +27,11 @@ from harness.timeline import JOURNAL, Episode
 
 PASS, FAIL, NOT_RUN, OUT_OF_SCOPE = "PASS", "FAIL", "NOT RUN", "OUT OF SCOPE"
 ICONS = {PASS: "✅", FAIL: "❌", NOT_RUN: "⚪", OUT_OF_SCOPE: "⚫"}
+# The exit codes of a certify run: pytest's own (0 CERTIFIED, 1 NOT CERTIFIED, 2 interrupted,
+# 3 internal error, 4 usage error, 5 no tests), and one of this project's.
+EXIT_STACK_FAILED = 6  # the stack (or its images) failed to start: nothing could be certified
+STACK_FAILED = pytest.StashKey[str]()  # why the stack failed to start, set by the stack fixture
+
 # Why a test is out of scope of an external run (conftest.py marks it so).
 OUT_OF_SCOPE_WHY = "needs the containers this run starts (--stack=containers)"
 
@@ -182,6 +187,8 @@ class CertificationReport:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         claims = self.claim_results()
         verdict = self.verdict(claims, session.exitstatus)
+        if STACK_FAILED in session.config.stash:
+            verdict.run_failed = f"the stack failed to start: {session.config.stash[STACK_FAILED]}"
         directory = Path(self.settings.reports_dir)
         directory.mkdir(parents=True, exist_ok=True)
         timelines = write_timelines(JOURNAL, directory, self.threshold, self.settings.time_scale)

@@ -8,6 +8,7 @@ small test files written here. No Docker.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.report import (
+    EXIT_STACK_FAILED,
     FAIL,
     NOT_RUN,
     OUT_OF_SCOPE,
@@ -29,7 +31,9 @@ from tests.tools import REPO
 pytestmark = pytest.mark.claim("harness.self_test")
 
 
-def certify(tmp_path: Path, source: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+def certify(
+    tmp_path: Path, source: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict]:
     """Run `source` as a certify run; return the process and evidence.json (or {})."""
     (tmp_path / "test_sample.py").write_text(textwrap.dedent(source))
     reports = tmp_path / "reports"
@@ -54,6 +58,7 @@ def certify(tmp_path: Path, source: str) -> tuple[subprocess.CompletedProcess[st
         text=True,
         timeout=120,
         check=False,
+        env=None if env is None else os.environ | env,
     )
     evidence = reports / "evidence.json"
     return process, json.loads(evidence.read_text()) if evidence.exists() else {}
@@ -140,3 +145,21 @@ def test_external_scope_is_said_in_the_verdict() -> None:
     assert failed.text == "NOT CERTIFIED" and failed.reasons == ["test failed: a::b"]
     crashed = Verdict(external=False, failed_tests=[], missing_claims=[], run_failed="boom")
     assert not crashed.certified
+
+
+def test_a_stack_that_fails_to_start_has_its_own_exit_code(tmp_path: Path) -> None:
+    process, evidence = certify(
+        tmp_path,
+        """
+        import pytest
+
+        @pytest.mark.claim("stack.up")
+        def test_needs_the_stack(stack):
+            pass
+        """,
+        # No Docker engine answers there: the images cannot even be listed.
+        env={"DOCKER_HOST": f"unix://{tmp_path}/no-engine.sock", "CRM_CERT_IMAGES": "offline"},
+    )
+    assert process.returncode == EXIT_STACK_FAILED, process.stdout[-2000:] + process.stderr
+    assert evidence["verdict"] == "NOT CERTIFIED"
+    assert any("the stack failed to start" in reason for reason in evidence["reasons"])
