@@ -115,5 +115,8 @@ def test_running_consumers_check_their_health_on_the_probe_ready_endpoint(contai
             health_log,
             timeout=(check["Interval"] + check["Timeout"]) / 1e9 + 10,
         )
-        evidence.record(f"{service} last healthcheck exit code", log[-1]["ExitCode"])
-        assert log[-1]["ExitCode"] == 0, log[-1]
+        evidence.record(f"{service} healthcheck exit codes", [entry["ExitCode"] for entry in log])
+        # Each check reached the probe: 0 (ready), or curl's 22 for an HTTP error status the
+        # probe answered (500 while a drill keeps the group unhealthy); never a failed connection.
+        unanswered = [e for e in log if e["ExitCode"] != 0 and "returned error" not in e["Output"]]
+        assert unanswered == [], unanswered
