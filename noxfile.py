@@ -3,15 +3,29 @@
 from __future__ import annotations
 
 import nox
+import nox.command
 
 nox.options.sessions = ["lint", "certify", "external"]
 nox.options.reuse_existing_virtualenvs = True
 
 REPORTS = "reports"
+# harness/report.py EXIT_STACK_FAILED: the stack failed to start, which is not a verdict (a gate
+# may retry on it). nox turns every failing code into 1; this one is passed through.
+EXIT_STACK_FAILED = 6
 
 
 def install(session: nox.Session, *extras: str) -> None:
     session.install("-e", f".[{','.join(extras)}]" if extras else ".")
+
+
+def certification(session: nox.Session, *args: str) -> None:
+    """Run a certification; exit with EXIT_STACK_FAILED, not 1, when the stack did not start."""
+    try:
+        session.run(*args, *session.posargs)
+    except nox.command.CommandFailed as failed:
+        if failed.return_code == EXIT_STACK_FAILED:
+            raise SystemExit(EXIT_STACK_FAILED) from None
+        raise
 
 
 @nox.session
@@ -57,7 +71,8 @@ def drill(session: nox.Session) -> None:
 def certify(session: nox.Session) -> None:
     """The main job: images, the stack, unit + acceptance + drills, then the report in reports/."""
     install(session, "test")
-    session.run(
+    certification(
+        session,
         "pytest",
         "tests",
         "acceptance",
@@ -65,24 +80,25 @@ def certify(session: nox.Session) -> None:
         "--certify",
         f"--reports-dir={REPORTS}",
         f"--junitxml={REPORTS}/junit-certify.xml",
-        *session.posargs,
     )
 
 
 @nox.session
 def external(session: nox.Session) -> None:
-    """External mode against the project's own stack, started separately by harness.external."""
+    """External mode against the project's own stack, started separately by harness.external:
+    the files (unit tier) and the running deployment (acceptance, drills), certified in scope."""
     install(session, "test")
-    session.run(
+    certification(
+        session,
         "python",
         "-m",
         "harness.external",
+        "tests",
         "acceptance",
         "drills",
         "--certify",
         f"--reports-dir={REPORTS}/external",
         f"--junitxml={REPORTS}/junit-external.xml",
-        *session.posargs,
     )
 
 

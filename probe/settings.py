@@ -13,9 +13,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from string import Template
 
-# The default queries fail a check only when the breach held for the whole window (docs/design.md, section 4):
-# a skew spike shorter than the window never fails the probe, and consumers coming back make it
-# ready again at the next evaluation.
+# The default queries fail a check only when the breach held for the whole window
+# (docs/design.md, section 4): a skew spike shorter than the window never fails the probe, and
+# consumers coming back make it ready again at the next evaluation.
 DEFAULT_SKEW_QUERY = 'min_over_time(kafka:group_skew_ratio{consumergroup="$group"}[$window])'
 DEFAULT_CONSUMERS_QUERY = (
     'max_over_time(kafka:group_consumer_count{consumergroup="$group"}[$window])'
