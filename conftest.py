@@ -7,6 +7,7 @@ or Ctrl-C. Tests that change it restore it, and start from a verified steady sta
 from __future__ import annotations
 
 import signal
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -99,10 +100,18 @@ def stack(request: pytest.FixtureRequest, settings: HarnessSettings) -> Iterator
         try:
             # Builds what is missing; its progress goes to the real terminal, past pytest's
             # capture.
+            began = time.monotonic()
             images = ensure_images(settings.images, console=console)
             started = ContainerStack(images, settings.time_scale)
             request.config.stash[STACK] = started
+            started.startup_s["images"] = time.monotonic() - began
             started.start()
+            report = request.config.pluginmanager.get_plugin("crm-cert-report")
+            if report is not None:
+                report.stack_startup_s = {
+                    "image build or check": started.startup_s["images"],
+                    "stack start-up": started.startup_s["total"],
+                }
         except BaseException as error:
             request.config.stash[STACK_FAILED] = f"{type(error).__name__}: {error}"[:400]
             raise

@@ -15,6 +15,7 @@ import pytest
 
 from harness.contract import CHECKLIST
 from harness.steady import wait_for_steady_state
+from harness.timeline import Episode
 from harness.waits import hold_for, wait_until
 
 SERVICE_DOWN = CHECKLIST.inhibiting_alert
@@ -62,19 +63,35 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
     longest_for = max(stack.alert_for_s(SERVICE_DOWN), stack.alert_for_s(UNDER_REPLICATED))
     alert_timeout = longest_for + 30 * stack.scrape_s + 30
     route = service_down_route(stack)
+    # Both alerts hold their for:, then a group_interval until the delivery and another until
+    # the resolution is delivered.
+    timeline = Episode(
+        "alerting: both consumers down",
+        stack,
+        probe,
+        floor_s=longest_for + 2 * stack.seconds(route.group_interval_s),
+    )
+
+    def step(name: str) -> float:
+        """Mark a step on the timeline, with what the probe says then; its monotonic time."""
+        now = time.monotonic()
+        timeline.mark(name)
+        timeline.observe()
+        return now
+
     try:
-        episode.consumers_stopping_at = time.monotonic()
+        episode.consumers_stopping_at = step("consumers stopping")
         with stack.fault("consumers-down"):
             wait_until(
                 "kafka_exporter to report 0 members", lambda: stack.group_members() == 0, timeout=60
             )
-            episode.members_zero_at = time.monotonic()
+            episode.members_zero_at = step("group empty")
             wait_until(
                 f"{SERVICE_DOWN} firing in Prometheus",
                 lambda: prometheus.alert_state(SERVICE_DOWN) == "firing",
                 timeout=alert_timeout,
             )
-            episode.service_down_firing_at = time.monotonic()
+            episode.service_down_firing_at = step("ServiceDown firing")
             episode.silenced_state = wait_until(
                 f"Alertmanager to hold {SERVICE_DOWN} as silenced",
                 lambda: (
@@ -94,7 +111,7 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
                 lambda: prometheus.alert_state(UNDER_REPLICATED) == "firing",
                 timeout=alert_timeout,
             )
-            episode.under_replicated_firing_at = time.monotonic()
+            episode.under_replicated_firing_at = step("UnderReplicated firing")
             episode.inhibited_state = wait_until(
                 f"Alertmanager to hold {UNDER_REPLICATED} as inhibited",
                 lambda: (
@@ -105,13 +122,13 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
                 timeout=30,
             )
             alertmanager.expire_silence(silence)
-            episode.silence_expired_at = time.monotonic()
+            episode.silence_expired_at = step("silence expired")
             episode.delivered_after_expiry = wait_until(
                 f"{SERVICE_DOWN} delivered to the webhook after the silence expired",
                 lambda: webhook.delivered(SERVICE_DOWN),
                 timeout=stack.seconds(route.group_interval_s) + 30,
             )
-            episode.delivered_at = time.monotonic()
+            episode.delivered_at = step("ServiceDown delivered")
     finally:
         if not episode.silence_expired_at:  # the episode failed before expiring it: roll back
             alertmanager.expire_silence(silence)
@@ -120,6 +137,7 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
         lambda: webhook.delivered(SERVICE_DOWN, status="resolved"),
         timeout=stack.seconds(route.group_interval_s) + longest_for + 60,
     )
+    step("resolution delivered")
     episode.under_replicated_deliveries = [
         n
         for n in webhook.notifications()

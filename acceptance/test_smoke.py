@@ -37,7 +37,10 @@ def recovery_bound_s(stack) -> float:
 @pytest.fixture(scope="module")
 def consumer_down(stack, probe, prometheus) -> ConsumerDown:
     wait_for_steady_state(stack, probe, prometheus)
-    episode = Episode("smoke test: one consumer down", stack, probe)
+    # The loss must hold a window before /ready may flip; the return needs a scrape and an
+    # evaluation.
+    floor = stack.window_s + 2 * stack.scrape_s
+    episode = Episode("smoke test: one consumer down", stack, probe, floor_s=floor)
     baseline = episode.observe()
     window = stack.window_s
     whole = stack.contract.consumer_count

@@ -47,7 +47,13 @@ def test_every_acknowledged_event_is_consumed_after_a_broker_restart(
     stack = containers
     wait_for_steady_state(stack, probe, prometheus)
     prefix = f"brokerloss-{uuid.uuid4().hex[:6]}"
-    episode = Episode("broker loss", stack, probe, extra=what_prometheus_shows(stack, prometheus))
+    episode = Episode(
+        "broker loss",
+        stack,
+        probe,
+        extra=what_prometheus_shows(stack, prometheus),
+        floor_s=2 * TRAFFIC_S + OUTAGE_S,  # traffic before, the outage, traffic after
+    )
     producer = SteadyProducer(
         stack.endpoints.kafka_bootstrap, stack.contract.topic, RATE, prefix, max_seconds=120
     )

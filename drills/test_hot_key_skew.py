@@ -77,7 +77,15 @@ def drill_observer(stack, prometheus):
 @pytest.fixture(scope="module")
 def skew_drill(stack, probe, prometheus) -> SkewDrill:
     wait_for_steady_state(stack, probe, prometheus)
-    episode = Episode("hot-key skew drill", stack, probe, extra=drill_observer(stack, prometheus))
+    # The alert must hold its for: from the first skewed sample (one scrape and one evaluation
+    # after the events), and resolves one evaluation after the drain.
+    episode = Episode(
+        "hot-key skew drill",
+        stack,
+        probe,
+        extra=drill_observer(stack, prometheus),
+        floor_s=stack.alert_for_s(SKEW_ALERT) + 3 * stack.scrape_s,
+    )
     events = CHECKLIST.hot_key_events
     # Slow enough that the hot partition's backlog outlives the alert's for: and the window.
     with stack.fault("consumers-slow", delay_ms=stack.hot_key_delay_ms(events)):

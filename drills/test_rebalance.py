@@ -13,6 +13,7 @@ from harness.timeline import Episode
 from harness.waits import wait_until
 
 RATE = 20  # events a second: steady traffic, bounded
+TRAFFIC_AFTER_S = 2  # traffic after the rebalance, a drill parameter
 
 pytestmark = [pytest.mark.containers_only, pytest.mark.destructive]
 
@@ -33,8 +34,14 @@ def test_a_third_consumer_joins_and_leaves_without_loss_or_flapping(
     wait_for_steady_state(stack, probe, prometheus)
     prefix = f"rebalance-{uuid.uuid4().hex[:6]}"
     panel = group_size_query(stack)
+    # Two membership changes, each seen after a scrape and an evaluation, then the traffic
+    # after the rebalance.
     episode = Episode(
-        "rebalance", stack, probe, extra=lambda: {"panel 18": prometheus.values(panel)}
+        "rebalance",
+        stack,
+        probe,
+        extra=lambda: {"panel 18": prometheus.values(panel)},
+        floor_s=4 * stack.scrape_s + TRAFFIC_AFTER_S,
     )
     count = stack.contract.consumer_count
     third = None
@@ -63,7 +70,7 @@ def test_a_third_consumer_joins_and_leaves_without_loss_or_flapping(
                 lambda m: m.extra.get("panel 18") == [float(count)],
                 timeout=60,
             )
-            episode.watch_for(2)  # traffic after the rebalance, a drill parameter
+            episode.watch_for(TRAFFIC_AFTER_S)
         acked = producer.stop_and_flush()
         consumed_by_third = stack.processed_ids(third, prefix)
     finally:

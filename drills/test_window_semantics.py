@@ -59,8 +59,15 @@ def comparison(containers, probe, prometheus) -> Comparison:
     try:
         wait_for_steady_state(stack, probe, prometheus)
         # A spike: a small hot-key backlog that drains in well under one window.
-        spike = Episode("short skew spike", stack, probe, extra=both(stack, seed, prometheus))
         drain_s = stack.window_s / 3
+        # The spike's drain, then one window after it.
+        spike = Episode(
+            "short skew spike",
+            stack,
+            probe,
+            extra=both(stack, seed, prometheus),
+            floor_s=drain_s + stack.window_s,
+        )
         with stack.fault("consumers-slow", delay_ms=max(20, round(drain_s / SPIKE_EVENTS * 1000))):
             EventProducer(stack.endpoints.kafka_bootstrap, stack.contract.topic).produce(
                 SPIKE_EVENTS, key=CHECKLIST.hot_key, prefix="spike"
@@ -85,7 +92,14 @@ def comparison(containers, probe, prometheus) -> Comparison:
         spike_start, spike_end = began.t, ended.t
 
         wait_for_steady_state(stack, probe, prometheus)
-        loss = Episode("consumer loss", stack, probe, extra=both(stack, seed, prometheus))
+        # A window until the flip, a window until the literal queries recover.
+        loss = Episode(
+            "consumer loss",
+            stack,
+            probe,
+            extra=both(stack, seed, prometheus),
+            floor_s=2 * stack.window_s,
+        )
         count = stack.contract.consumer_count
         with stack.fault("one-consumer-down"):
             dropped = loss.watch_until(

@@ -103,6 +103,8 @@ class CertificationReport:
     def __init__(self, settings: HarnessSettings, evidence_key: pytest.StashKey[Evidence]) -> None:
         self.settings = settings
         self.evidence_key = evidence_key
+        # Image build and stack start-up times, set by the stack fixture.
+        self.stack_startup_s: dict[str, float] = {}
         self.results: dict[str, TestResult] = {}
         self.started = time.time()
 
@@ -207,6 +209,40 @@ class CertificationReport:
         if not verdict.certified and session.exitstatus == 0:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+    def time_against_floor(self) -> list[str]:
+        """Each episode's measured time beside the waiting it cannot avoid (its floor)."""
+        if not JOURNAL:
+            return []
+        lines = [
+            "## Time against the floor",
+            "",
+            "The floor of an episode is the waiting the contract makes unavoidable on this time "
+            "scale (windows, for: durations, intervals); the ratio says how far above it the "
+            "episode ran.",
+            "",
+            "| episode | measured | floor | ratio |",
+            "|---|---:|---:|---:|",
+        ]
+        for episode in JOURNAL:
+            ratio = f"{episode.duration_s / episode.floor_s:.2f}" if episode.floor_s else "-"
+            lines.append(
+                f"| {episode.title} | {episode.duration_s:.1f} s | {episode.floor_s:.1f} s "
+                f"| {ratio} |"
+            )
+        measured = sum(episode.duration_s for episode in JOURNAL)
+        floor = sum(episode.floor_s for episode in JOURNAL)
+        lines.append(
+            f"| all episodes | {measured:.1f} s | {floor:.1f} s | {measured / floor:.2f} |"
+        )
+        started = self.stack_startup_s
+        if started:
+            lines += [
+                "",
+                "Apart from the episodes: "
+                + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in started.items()),
+            ]
+        return [*lines, ""]
+
     @property
     def threshold(self) -> float:
         return load_contract().skew_threshold
@@ -224,9 +260,15 @@ class CertificationReport:
             "time_scale": str(self.settings.time_scale),
             "duration_s": round(time.time() - self.started, 1),
             "episodes": {
-                episode.title: {"moments": episode.to_json(), "marks": episode.marks}
+                episode.title: {
+                    "measured_s": round(episode.duration_s, 1),
+                    "floor_s": round(episode.floor_s, 1),
+                    "moments": episode.to_json(),
+                    "marks": episode.marks,
+                }
                 for episode in JOURNAL
             },
+            "startup_s": self.stack_startup_s,
             "claims": [
                 {
                     "id": c.claim.id,
@@ -317,6 +359,7 @@ class CertificationReport:
                 )
                 lines += _test_lines(item.tests)
             lines.append("")
+        lines += self.time_against_floor()
         if timelines:
             lines += ["## Timelines", ""]
             for title, path in timelines.items():

@@ -46,6 +46,10 @@ class Episode:
     stack: Stack
     probe: ProbeClient
     extra: Callable[[], dict[str, object]] | None = None
+    # The waiting this episode cannot avoid on this stack (windows, for: durations, intervals
+    # the contract fixes), declared where the episode is made: the report sets it beside the
+    # measured time.
+    floor_s: float = 0.0
     moments: list[Moment] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
     _t0: float = field(default_factory=time.monotonic)
@@ -95,6 +99,11 @@ class Episode:
         while self.now() < until:
             self.observe()
             time.sleep(min(POLL_S, max(0.0, until - self.now())))  # wait-ok: the poll interval
+
+    @property
+    def duration_s(self) -> float:
+        """From the start to the last moment or mark."""
+        return max([m.t for m in self.moments] + list(self.marks.values()) + [0.0])
 
     def first(self, condition: Callable[[Moment], bool], after: float = 0.0) -> Moment | None:
         return next((m for m in self.moments if m.t >= after and condition(m)), None)
