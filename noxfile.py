@@ -107,3 +107,10 @@ def bench(session: nox.Session) -> None:
     """Probe benchmark: /ready latency and Prometheus query rate under 1, 10, 100 callers; RSS."""
     install(session, "test")
     session.run("python", "benchmarks/probe_bench.py", *session.posargs)
+
+
+@nox.session(default=False)
+def soak(session: nox.Session) -> None:
+    """Certify N times in a row, one run beside a CPU hog: every failure, against its bound."""
+    install(session, "test")
+    session.run("python", "-m", "harness.soak", *session.posargs)
