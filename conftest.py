@@ -41,7 +41,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser.getgroup("crm-cert", "CRM events stack certification").addoption)
 
 
+# Markers every test gets from where it lives, so that `-m smoke` or `-m "not drill"` select.
+DIRECTORY_MARKERS = {"tests": "unit", "acceptance": "acceptance", "drills": "drill"}
+MODULE_MARKERS = {"test_smoke.py": "smoke"}
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    for marker, what in (
+        ("unit", "the unit tier under tests/: the deployable files and the probe, no Docker"),
+        ("acceptance", "the acceptance suite under acceptance/: the live stack"),
+        ("drill", "the drills under drills/: faults injected into the live stack"),
+        ("smoke", "the checklist's smoke test (acceptance/test_smoke.py)"),
+    ):
+        config.addinivalue_line("markers", f"{marker}: {what}")
     config.addinivalue_line(
         "markers", "containers_only: needs the stack this run started (skipped in external mode)"
     )
@@ -179,6 +191,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     clock = Clock(settings.time_scale)
     timeout = max(BASE_TIMEOUT_S, round(clock.seconds(BASE_TIMEOUT_S / DEFAULT_CONTAINER_SCALE)))
     for item in items:
+        path = (
+            item.path.relative_to(config.rootpath)
+            if item.path.is_relative_to(config.rootpath)
+            else item.path
+        )
+        for marker in (DIRECTORY_MARKERS.get(path.parts[0]), MODULE_MARKERS.get(path.name)):
+            if marker:
+                item.add_marker(marker)
         if timeout > BASE_TIMEOUT_S and not item.get_closest_marker("timeout"):
             item.add_marker(pytest.mark.timeout(timeout))
         if settings.stack == "external" and item.get_closest_marker("containers_only"):
