@@ -33,3 +33,23 @@ def test_prometheus_has_series_for_every_recording_rule(stack, prometheus, evide
 def test_probe_is_ready(probe, evidence):
     answer = probe.ready()
     assert evidence.record("/ready", answer.status_code) == 200, answer.body
+
+
+@pytest.mark.claim("day_two.fresh")
+@pytest.mark.containers_only
+def test_a_fresh_stack_without_traffic_is_ready_promptly(containers, evidence):
+    """The stack starts with no event produced (like a new deployment on a quiet topic)."""
+    fresh = containers.fresh
+    assert fresh is not None
+    # The exporter's refresh, a scrape, a rule evaluation and the probe's cache TTL (each one
+    # scrape interval here), plus one poll.
+    bound = 4 * containers.scrape_s + 1
+    evidence.record(
+        "/ready 200 after the consumers joined",
+        round(fresh.ready_after_join_s, 1),
+        "s",
+        f"bound {bound:g}s (scrape {containers.clock.label(containers.contract.scrape_s)})",
+    )
+    evidence.record("alerts firing then", fresh.firing)
+    assert fresh.ready_after_join_s <= bound
+    assert fresh.firing == []

@@ -35,6 +35,7 @@ SECTIONS = (
     "Hot-key skew drill",
     "Resilience drills",
     "Security and limits",
+    "Day-two operations",
     "Deployable artifacts",
     "Certification harness",
 )
@@ -236,6 +237,12 @@ CLAIMS = (
         "OOM-killed, under a bounded /ready load",
     ),
     Claim("security.non_root", "Security and limits", "The app containers run as non-root"),
+    Claim(
+        "day_two.fresh",
+        "Day-two operations",
+        "A fresh deployment with no event produced yet is ready within a few evaluations of its "
+        "consumers joining (they commit their starting positions), and no alert fires",
+    ),
     Claim(
         "deploy.compose",
         "Deployable artifacts",

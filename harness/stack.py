@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import IO
@@ -30,7 +31,6 @@ from testcontainers.core.network import Network
 from harness import services as svc
 from harness.clients import (
     ConsumerControl,
-    EventProducer,
     ProbeClient,
     PrometheusApi,
     ensure_topic,
@@ -49,6 +49,14 @@ PROBE_ACCESS_PORT = 19011
 PROMETHEUS_PROXY_PORT = 19090
 STACK_START_TIMEOUT_S = 180
 MACHINE_LOCK = Path(tempfile.gettempdir()) / "crm-cert-stack.lock"
+
+
+@dataclass(frozen=True)
+class FreshStart:
+    """How the stack came up with no event produced: the first minutes of a new deployment."""
+
+    ready_after_join_s: float  # /ready 200 after kafka_exporter reported the whole group
+    firing: list[str]  # alerts firing at that moment
 
 
 class FaultUnavailable(Exception):
@@ -125,6 +133,7 @@ class ContainerStack(Stack):
         )
         self.containers: dict[str, svc.StackContainer] = {}
         self.startup_s: dict[str, float] = {}
+        self.fresh: FreshStart | None = None
         self._docker = docker.from_env()
         self._lock_file: IO[str] | None = None
 
@@ -178,7 +187,7 @@ class ContainerStack(Stack):
             "prometheus", PROMETHEUS_PROXY_PORT, f"{svc.PROMETHEUS}:{svc.Prometheus.PORT}"
         )
         self.endpoints = self._endpoints()
-        self._warm_up()
+        self._wait_until_healthy()
 
     def _start_together(self, *containers: svc.StackContainer) -> None:
         """Start independent services in parallel; each start waits on its own readiness."""
@@ -193,18 +202,28 @@ class ContainerStack(Stack):
             for future in [pool.submit(start, c) for c in containers]:
                 future.result()
 
-    def _warm_up(self) -> None:
-        """Put committed offsets on every partition (lag series exist only for those), then wait
-        until the stack reports what a healthy stack reports."""
+    def _wait_until_healthy(self) -> None:
+        """Wait until the fresh stack, with no event produced yet, reports what a healthy stack
+        reports; note how long /ready took after the consumers joined, and what was firing."""
         contract = self.contract
-        producer = EventProducer(self.endpoints.kafka_bootstrap, contract.topic)
-        for partition in range(contract.partitions):
-            producer.produce(2, partition=partition, prefix="warmup")
         prometheus = PrometheusApi(self.endpoints.prometheus_url)
+        probe = ProbeClient(self.endpoints.probe_url)
         wait_until(
             f"kafka_exporter to report {contract.group} with {contract.consumer_count} members",
             lambda: self.group_members() == contract.consumer_count,
             timeout=STACK_START_TIMEOUT_S,
+        )
+        joined = time.monotonic()
+        wait_until(
+            "/ready to answer 200", lambda: probe.ready().ready, timeout=STACK_START_TIMEOUT_S
+        )
+        self.fresh = FreshStart(
+            ready_after_join_s=time.monotonic() - joined,
+            firing=sorted(
+                alert["labels"]["alertname"]
+                for alert in prometheus.alerts()
+                if alert["state"] == "firing"
+            ),
         )
         rules = contract.recording_rules
 
@@ -216,10 +235,6 @@ class ContainerStack(Stack):
             lambda: not missing(),
             timeout=STACK_START_TIMEOUT_S,
             describe=lambda: "missing: " + ", ".join(missing()),
-        )
-        probe = ProbeClient(self.endpoints.probe_url)
-        wait_until(
-            "/ready to answer 200", lambda: probe.ready().ready, timeout=STACK_START_TIMEOUT_S
         )
 
     def _hold_machine_lock(self) -> None:

@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 
 import waitress
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from flask import Flask, Response, jsonify, request
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -173,6 +173,7 @@ class CrmEventsConsumer:
 
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         self.metrics.assigned.set(len(partitions))
+        self._commit_starting_positions(consumer, partitions)
         # Series from the first assignment on, at 0: rates over them are 0, not absent.
         for assigned in partitions:
             labels = (assigned.topic, str(assigned.partition))
@@ -181,6 +182,36 @@ class CrmEventsConsumer:
         log.info(
             "assigned", extra={"event": "assigned", "partitions": [p.partition for p in partitions]}
         )
+
+    def _commit_starting_positions(self, consumer: Consumer, partitions: list) -> None:
+        """Commit where the group starts on every partition it has never committed on, as
+        Kafka's console consumer does: the exporter publishes lag only for partitions with a
+        committed offset, so without this a fresh group on a quiet topic has no lag series and
+        the readiness probe no data to call it healthy (docs/design.md, section 4)."""
+        try:
+            committed = consumer.committed(partitions, timeout=10)
+            starts = [
+                TopicPartition(
+                    p.topic, p.partition, consumer.get_watermark_offsets(p, timeout=10)[0]
+                )
+                for p in committed
+                if p.offset < 0  # OFFSET_INVALID: nothing committed yet
+            ]
+            if starts:
+                consumer.commit(offsets=starts, asynchronous=False)
+                log.info(
+                    "starting positions committed",
+                    extra={
+                        "event": "committed_start",
+                        "partitions": {p.partition: p.offset for p in starts},
+                    },
+                )
+        except KafkaException as error:
+            # Not fatal: the first processed message commits its partition anyway.
+            log.warning(
+                "starting positions not committed",
+                extra={"event": "commit_start_failed", "error": str(error)},
+            )
 
     def _on_revoke(self, consumer: Consumer, partitions: list) -> None:
         self.metrics.assigned.set(0)
