@@ -244,6 +244,12 @@ CLAIMS = (
         "consumers joining (they commit their starting positions), and no alert fires",
     ),
     Claim(
+        "day_two.rolling_restart",
+        "Day-two operations",
+        "A rolling restart of the consumers, one at a time under steady traffic: nothing "
+        "acknowledged is lost, the probe never flaps, the group ends whole",
+    ),
+    Claim(
         "deploy.compose",
         "Deployable artifacts",
         "stack/compose.yaml is valid (Compose Specification), starts with no environment, and "
