@@ -103,6 +103,13 @@ def external(session: nox.Session) -> None:
 
 
 @nox.session(default=False)
+def mutants(session: nox.Session) -> None:
+    """Mutation testing of the artifacts, fast tier: score, survivors, reports/mutation.md."""
+    install(session, "test")
+    session.run("python", "-m", "harness.mutants", *session.posargs)
+
+
+@nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Probe benchmark: /ready latency and Prometheus query rate under 1, 10, 100 callers; RSS."""
     install(session, "test")
