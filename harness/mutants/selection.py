@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import promql_parser as pp
-import yaml
 
-from harness.mutants.model import Mutant
+from harness.mutants.model import Mutant, load
 
 RULES_DIR = "stack/prometheus/rules"
 TESTS_DIR = "stack/prometheus/tests"
@@ -38,7 +37,7 @@ def _rules(repo: Path) -> list[dict[str, Any]]:
     return [
         rule
         for path in sorted((repo / RULES_DIR).glob("*.yml"))
-        for group in (yaml.safe_load(path.read_text()) or {}).get("groups") or []
+        for group in (load(path.read_text()) or {}).get("groups") or []
         for rule in group.get("rules") or []
     ]
 
@@ -70,7 +69,7 @@ def groups(repo: Path, mutant: Mutant) -> dict[str, list[str]]:
     selected: dict[str, list[str]] = {}
     for path in sorted((repo / TESTS_DIR).glob("*.yml")):
         kept = []
-        for group in (yaml.safe_load(path.read_text()) or {}).get("tests") or []:
+        for group in (load(path.read_text()) or {}).get("tests") or []:
             checks_alert = any(
                 case.get("alertname") in alerts for case in group.get("alert_rule_test") or []
             )
