@@ -218,6 +218,19 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = EXIT_STACK_FAILED
 
 
+# Tests that take longer than this get a line of their own when they end, with their time: a
+# long run shows where it is.
+SLOW_TEST_S = 5.0
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "call" or report.duration < SLOW_TEST_S:
+        return
+    from harness.waits import console
+
+    console.print(f"{report.outcome}: {report.nodeid} ({report.duration:.1f}s)", highlight=False)
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """Attach the tail of every container's log to a failing test's report."""

@@ -80,6 +80,7 @@ def certify(session: nox.Session) -> None:
         "--certify",
         f"--reports-dir={REPORTS}",
         f"--junitxml={REPORTS}/junit-certify.xml",
+        "--durations=15",
     )
 
 

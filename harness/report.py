@@ -124,6 +124,8 @@ class CertificationReport:
                 )
             if not claims:
                 unclaimed.append(item.nodeid)
+            # In the JUnit XML: each test case names the claims it proves.
+            item.user_properties.extend(("claim", claim) for claim in claims)
             external_only_skip = self.settings.stack == "external" and bool(
                 item.get_closest_marker("containers_only")
             )

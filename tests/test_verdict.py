@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -50,6 +51,7 @@ def certify(
             str(tmp_path),
             "--certify",
             f"--reports-dir={reports}",
+            f"--junitxml={reports}/junit.xml",
             "-q",
             str(tmp_path / "test_sample.py"),
         ],
@@ -164,3 +166,20 @@ def test_a_stack_that_fails_to_start_has_its_own_exit_code(tmp_path: Path) -> No
     assert process.returncode == EXIT_STACK_FAILED, process.stdout[-2000:] + process.stderr
     assert evidence["verdict"] == "NOT CERTIFIED"
     assert any("the stack failed to start" in reason for reason in evidence["reasons"])
+
+
+def test_each_junit_test_case_names_its_claims(tmp_path: Path) -> None:
+    certify(
+        tmp_path,
+        """
+        import pytest
+
+        @pytest.mark.claim("probe.health")
+        @pytest.mark.claim("probe.status")
+        def test_two_claims():
+            pass
+        """,
+    )
+    [case] = ElementTree.parse(tmp_path / "reports" / "junit.xml").iter("testcase")
+    claims = [p.get("value") for p in case.iter("property") if p.get("name") == "claim"]
+    assert sorted(claims) == ["probe.health", "probe.status"]
