@@ -250,6 +250,13 @@ CLAIMS = (
         "acknowledged is lost, the probe never flaps, the group ends whole",
     ),
     Claim(
+        "day_two.k8s_readiness",
+        "Day-two operations",
+        "On Kubernetes the consumers' readiness and liveness check the replica itself, so a "
+        "rollout never waits on the group's health; the group's verdict gates rollouts in a "
+        "step of its own",
+    ),
+    Claim(
         "deploy.compose",
         "Deployable artifacts",
         "stack/compose.yaml is valid (Compose Specification), starts with no environment, and "

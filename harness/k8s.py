@@ -444,11 +444,6 @@ def probe_manifests() -> list[Document]:
     ]
 
 
-def consumer_ready_command() -> list[str]:
-    """The consumers' readiness check: the readiness probe's verdict on the whole group."""
-    return ["curl", "-fsS", f"http://{svc.PROBE}:{svc.PROBE_PORT}/ready"]
-
-
 def consumer_manifests() -> list[Document]:
     port = ("metrics", svc.CONSUMER_METRICS_PORT)
     env = [
@@ -463,20 +458,22 @@ def consumer_manifests() -> list[Document]:
         ),
         {"name": "INSTANCE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
     ]
+    # Both on the replica's own /health (its consume loop runs), never on the group's /ready:
+    # a pod made unready by the group's skew or by a Prometheus outage would stall the very
+    # rollout that fixes the incident. The group's verdict gates a rollout in a step of its own
+    # (docs/HEALTH_PROBE_INTEGRATION.md, "Gating a rollout").
+    health = {"path": "/health", "port": port[0]}
     probes = {
         "livenessProbe": {
-            "httpGet": {"path": "/metrics", "port": port[0]},
+            "httpGet": health,
             "periodSeconds": 15,
             "timeoutSeconds": 3,
             "failureThreshold": 4,
         },
-        # Not ready while the group is unhealthy (skew, too few consumers) and while Prometheus
-        # is down (the probe answers 500 prometheus_unavailable): the runbook's caveat.
         "readinessProbe": {
-            "exec": {"command": consumer_ready_command()},
-            "initialDelaySeconds": 30,
-            "periodSeconds": 30,
-            "timeoutSeconds": 5,  # above the probe's worst case, 1.5 s x 2 attempts + 0.1 s
+            "httpGet": health,
+            "periodSeconds": 10,
+            "timeoutSeconds": 3,
             "failureThreshold": 3,
         },
     }

@@ -96,6 +96,7 @@ class CrmEventsConsumer:
         self.settings = settings
         self.metrics = ConsumerMetrics()
         self.stopping = threading.Event()
+        self.consuming = threading.Event()  # set while the consume loop runs
         self._delay_s = settings.processing_delay_ms / 1000
         self.metrics.delay.set(self._delay_s)
         self._kafka = Consumer(
@@ -126,6 +127,7 @@ class CrmEventsConsumer:
             [self.settings.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         log.info("consuming", extra={"event": "start", "topic": self.settings.topic})
+        self.consuming.set()
         try:
             while not self.stopping.is_set():
                 message = self._kafka.poll(0.5)
@@ -140,6 +142,7 @@ class CrmEventsConsumer:
                     continue
                 self._process(message)
         finally:
+            self.consuming.clear()
             # close() leaves the group at once, so the others rebalance without waiting for the
             # session timeout. Offsets are already committed message by message.
             self._kafka.close()
@@ -221,8 +224,18 @@ class CrmEventsConsumer:
 
 
 def control_app(consumer: CrmEventsConsumer) -> Flask:
-    """/metrics for Prometheus; /control to read and (drills only) set the processing delay."""
+    """/metrics for Prometheus; /health for this replica's own liveness and readiness; /control
+    to read and (drills only) set the processing delay."""
     app = Flask("consumer")
+
+    @app.get("/health")
+    def health() -> tuple[Response, int]:
+        # This replica, not the group: the group's health is the readiness probe's /ready, which
+        # gates rollouts in a step of their own (docs/HEALTH_PROBE_INTEGRATION.md).
+        consuming = consumer.consuming.is_set() and not consumer.stopping.is_set()
+        return jsonify(consuming=consuming, instance=consumer.settings.instance), (
+            200 if consuming else 503
+        )
 
     @app.get("/metrics")
     def metrics() -> Response:
