@@ -86,6 +86,7 @@ def test_probe_runs_with_the_checklist_limits_and_survives_a_bounded_load(
 @pytest.mark.containers_only
 def test_app_containers_run_as_non_root(containers, evidence):
     app = [s for s, c in containers.containers.items() if c.image == containers.images.app]
+    # The probe and the webhook receiver, besides every consumer.
     assert len(app) >= 2 + len(containers.contract.consumer_services), app
     for service in app:
         container = containers.containers[service]
