@@ -197,6 +197,10 @@ class ContainerStack(Stack):
             self.containers[container.service] = container
             container.start()
             self.startup_s[container.service] = time.monotonic() - began
+            console.print(
+                f"  {container.service} ready ({self.startup_s[container.service]:.1f}s)",
+                highlight=False,
+            )
 
         with ThreadPoolExecutor(max_workers=len(containers)) as pool:
             for future in [pool.submit(start, c) for c in containers]:
