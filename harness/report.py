@@ -199,7 +199,9 @@ class CertificationReport:
         (directory / "evidence.json").write_text(
             json.dumps(self.evidence_json(claims, verdict), indent=2, default=str)
         )
-        (directory / "certification.md").write_text(self.markdown(claims, timelines, verdict))
+        document = self.markdown(claims, timelines, verdict)
+        (directory / "certification.md").write_text(document)
+        (directory / "index.html").write_text(html_page(document, directory, verdict))
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter:
             reporter.write_line(
@@ -367,6 +369,40 @@ class CertificationReport:
             for title, path in timelines.items():
                 lines += [f"### {title}", "", f"![{title}]({path})", ""]
         return "\n".join(lines)
+
+
+PAGE_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 70rem; margin: 2rem auto; padding: 0 1rem;
+       line-height: 1.45; color: #1b1f24; }
+h1 { font-size: 1.6rem; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: .2rem; }
+table { border-collapse: collapse; margin: .5rem 0; } td, th { border: 1px solid #d0d7de;
+       padding: .25rem .5rem; text-align: left; }
+code { background: #f3f4f6; padding: 0 .2rem; } img { max-width: 100%; }
+.verdict { font-size: 1.4rem; padding: .6rem 1rem; border-radius: .4rem; color: white; }
+.certified { background: #1a7f37; } .not-certified { background: #cf222e; }
+"""
+
+
+def html_page(document: str, directory: Path, verdict: Verdict) -> str:
+    """reports/index.html: the verdict first, then certification.md as one self-contained page
+    (every timeline embedded), so that it can be mailed or attached as it is."""
+    import base64
+    import html
+
+    import markdown
+
+    body = markdown.markdown(document, extensions=["tables"])
+    for image in sorted(directory.glob("timeline-*.png")):
+        data = base64.b64encode(image.read_bytes()).decode()
+        body = body.replace(f'src="{image.name}"', f'src="data:image/png;base64,{data}"')
+    kind = "certified" if verdict.certified else "not-certified"
+    return (
+        '<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(verdict.text)}: production readiness certification</title>"
+        f"<style>{PAGE_STYLE}</style></head><body>"
+        f'<p class="verdict {kind}" id="verdict">{html.escape(verdict.text)}</p>'
+        f"{body}</body></html>\n"
+    )
 
 
 def _test_lines(tests: list[TestResult]) -> list[str]:

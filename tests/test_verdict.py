@@ -95,6 +95,10 @@ def test_any_failed_test_makes_the_verdict_not_certified_naming_it(tmp_path: Pat
     assert any("test_informational_but_failing" in reason for reason in evidence["reasons"])
     markdown = (tmp_path / "reports" / "certification.md").read_text()
     assert "**Verdict: NOT CERTIFIED**" in markdown and "test_informational_but_failing" in markdown
+    # The page says the same, first.
+    page = (tmp_path / "reports" / "index.html").read_text()
+    assert '<p class="verdict not-certified" id="verdict">NOT CERTIFIED</p>' in page
+    assert page.index('id="verdict"') < page.index("test_informational_but_failing")
 
 
 def test_an_xfail_is_not_a_proof(tmp_path: Path) -> None:
