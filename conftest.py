@@ -228,7 +228,11 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     from harness.waits import console
 
-    console.print(f"{report.outcome}: {report.nodeid} ({report.duration:.1f}s)", highlight=False)
+    console.print(
+        f"{report.outcome}: {report.nodeid} ({report.duration:.1f}s)",
+        highlight=False,
+        soft_wrap=True,  # one line, whatever the terminal's width
+    )
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -200,6 +200,7 @@ class ContainerStack(Stack):
             console.print(
                 f"  {container.service} ready ({self.startup_s[container.service]:.1f}s)",
                 highlight=False,
+                soft_wrap=True,
             )
 
         with ThreadPoolExecutor(max_workers=len(containers)) as pool:
