@@ -236,3 +236,44 @@ def test_two_exporters_of_one_cluster_double_nothing(tmp_path: Path) -> None:
             }
         ],
     )
+
+
+@pytest.mark.claim("rules.alerts")
+def test_a_growing_lag_at_exactly_the_threshold_is_not_above_it(tmp_path: Path) -> None:
+    """The lag-growing alert reads the recorded lag sum: given directly here, every 5s, with
+    a trend that rises (the samples between evaluations climb) while every sample an evaluation
+    reads, one per 15s, is exactly at the threshold (or one above it, where it must fire)."""
+    contract = load()
+    threshold = contract.alert_threshold("CrmEventsLagGrowing")
+    where = f'consumergroup="{contract.group}",topic="{contract.topic}"'
+    blocks = 160  # 40 minutes of 15s evaluations, 3 samples each
+
+    def sawtooth(peak: float) -> str:
+        low = threshold / 2
+        return " ".join(f"{peak:g} {low + k:g} {low + k:g}" for k in range(blocks))
+
+    tests = [
+        {
+            "name": f"growing lag, evaluated at {label}",
+            "interval": "5s",
+            "input_series": [
+                {"series": f"kafka:group_lag_sum{{{where}}}", "values": sawtooth(peak)}
+            ],
+            "promql_expr_test": [
+                {**firing("CrmEventsLagGrowing", count), "eval_time": "39m"},
+            ],
+        }
+        for label, peak, count in (
+            ("exactly the threshold", threshold, 0),
+            ("one above the threshold", threshold + 1, 1),
+        )
+    ]
+    document = {
+        "rule_files": [str(ALERT_RULES.resolve())],
+        "evaluation_interval": STEP,
+        "tests": tests,
+    }
+    path = tmp_path / "threshold_test.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    output = check_tool("promtool", "test", "rules", path)
+    assert "SUCCESS" in output, output
