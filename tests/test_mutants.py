@@ -18,7 +18,7 @@ from harness.contract import REPO
 from harness.mutants import equivalents as eq
 from harness.mutants import generate as gen
 from harness.mutants import model as m
-from harness.mutants import selection
+from harness.mutants import order, selection
 from harness.mutants.promql import mutate
 from harness.mutants.report import score
 from harness.mutants.run import (
@@ -27,7 +27,9 @@ from harness.mutants.run import (
     FAST_TESTS,
     KILLED,
     SURVIVED,
+    FastTier,
     Result,
+    _Applied,
     kill_claims,
     outcome_of,
 )
@@ -386,3 +388,53 @@ def test_the_score_leaves_equivalents_out(stack_mutants: list[m.Mutant]) -> None
     ]
     assert (score(results).killed, score(results).non_equivalent) == (1, 2)
     assert score(results).percent == 50.0
+
+
+def test_a_mutant_gets_a_modification_time_of_its_own_and_the_original_its_own_back(
+    tmp_path: Path,
+) -> None:
+    # Bytecode caches are keyed by size and whole-second modification time: two texts of one
+    # file must never share both.
+    path = tmp_path / "module.py"
+    path.write_text("X = 1 < 2\n")
+    before = path.stat().st_mtime_ns
+    seen = set()
+    for mutated in ("X = 1 > 2\n", "X = 1 = 2\n"):
+        mutant = m.Mutant("module.py", m.PROBE_CODE, "op", "here", "x", "X = 1 < 2\n", mutated)
+        with _Applied(path, mutant):
+            assert path.read_text() == mutated
+            seconds = path.stat().st_mtime_ns // 1_000_000_000
+            assert seconds != before // 1_000_000_000 and seconds not in seen
+            seen.add(seconds)
+        assert path.read_text() == "X = 1 < 2\n"
+        assert path.stat().st_mtime_ns == before
+
+
+def test_the_tests_that_killed_most_mutants_of_the_kind_run_first(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Item:
+        def __init__(self, nodeid: str) -> None:
+            self.nodeid = nodeid
+
+    names = ["f.py::a", "f.py::b[1]", "f.py::b[2]", "f.py::c", "g.py::d"]
+    items = [Item(name) for name in names]
+    monkeypatch.setenv(order.FIRST_ENV, json.dumps(["g.py::d", "f.py::b"]))
+    order.pytest_collection_modifyitems(items)  # type: ignore[arg-type]
+    assert [item.nodeid for item in items] == [
+        "g.py::d",
+        "f.py::b[1]",
+        "f.py::b[2]",
+        "f.py::a",
+        "f.py::c",
+    ]
+    monkeypatch.delenv(order.FIRST_ENV)
+    order.pytest_collection_modifyitems(items)  # type: ignore[arg-type]
+    assert len(items) == len(names)
+
+    tier = FastTier()
+    assert tier.first(m.RULES) == {}
+    killed = outcome_of("fast", evidence({"rules.alerts": "FAIL"}, ["t.py::x[case]"]), 1.0, "")
+    tier.learn(m.RULES, killed)
+    assert json.loads(tier.first(m.RULES)[order.FIRST_ENV]) == ["t.py::x"]
+    assert tier.first(m.COMPOSE) == {}

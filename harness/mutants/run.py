@@ -11,6 +11,12 @@ The kill rule: a mutant is KILLED only when the copy's certificate (evidence.jso
 FAIL. A failed test that leaves no claim FAIL (a run that did not start, a collection error) is not
 a kill. `-x` stops a run at its first failed test: one FAIL claim is all a kill needs.
 
+Speed (the whole stack's fast tier must fit in 10 minutes on 2 cores): each run is forked from a
+process that has imported pytest's plugins and the report's libraries (`zygote.py`); bytecode is
+cached in the copy (`_Applied` keeps the caches honest); promtool runs only the test groups that
+can see a rule mutant (`selection.py`, `promtool_shim.py`); and the tests that killed most
+mutants of the same kind so far run first (`order.py`), since `-x` ends a run at its first failure.
+
 Tiers, cheapest first. Only the fast tier exists here: the unit test files that should notice
 each kind of artifact (`FAST_TESTS`). A mutant that survives every tier is reported as "survived
 the fast tier; needs the live tier". The live tier, which would reuse one running stack (apply
@@ -22,6 +28,7 @@ with `name`, `applies(mutant)` and `run(mutant, workspace)` like `FastTier`, app
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import shutil
@@ -29,6 +36,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -38,7 +46,7 @@ from typing import Any, Protocol
 
 from harness.contract import STACK_DIR_ENV
 from harness.mutants import model as m
-from harness.mutants import selection
+from harness.mutants import order, selection
 from harness.mutants.model import Mutant
 
 KILLED, SURVIVED, EQUIVALENT, ERROR = "KILLED", "SURVIVED", "EQUIVALENT", "ERROR"
@@ -133,7 +141,10 @@ class Workspace:
             if not name.startswith("CRM_CERT_") and name not in ("PYTHONPATH", "PYTEST_ADDOPTS")
         }
         env[STACK_DIR_ENV] = str(self.root / "stack")
-        env["PYTHONDONTWRITEBYTECODE"] = "1"
+        # Bytecode is cached in the copy (compiling and rewriting the test modules is a third
+        # of a short run): `_Applied` gives every mutated text a modification time of its own,
+        # so no cached bytecode of one text is ever taken for another.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         return env
 
     def promtool_selection(self, groups: dict[str, list[str]]) -> dict[str, str]:
@@ -219,17 +230,34 @@ class Workspace:
         return _Applied(self.root / mutant.path, mutant)
 
 
+_MTIMES = itertools.count(1)
+
+
 class _Applied:
+    """The mutant written into the copy, then the original put back with its own times.
+
+    Python's and pytest's bytecode caches are keyed by a source's size and whole-second
+    modification time: the mutated text gets a time no other text of the file ever has (the
+    original's plus a count of seconds), and the original its own time back, so its cache stays
+    valid and no mutant's cache is reused for another.
+    """
+
     def __init__(self, path: Path, mutant: Mutant) -> None:
         self.path, self.mutant = path, mutant
+        self.times = (0, 0)
 
     def __enter__(self) -> None:
         if self.path.read_text() != self.mutant.original:
             raise m.MutationError(f"{self.mutant.path} in the scratch copy is not the original")
+        stat = self.path.stat()
+        self.times = (stat.st_atime_ns, stat.st_mtime_ns)
         self.path.write_text(self.mutant.mutated)
+        later = self.times[1] + (1_000_000 + next(_MTIMES)) * 1_000_000_000
+        os.utime(self.path, ns=(self.times[0], later))
 
     def __exit__(self, *exc: object) -> None:
         self.path.write_text(self.mutant.original)
+        os.utime(self.path, ns=self.times)
 
 
 class Tier(Protocol):
@@ -241,25 +269,47 @@ class Tier(Protocol):
 
 
 class FastTier:
-    """The unit test files that should notice the mutant's kind of artifact."""
+    """The unit test files that should notice the mutant's kind of artifact; the tests that
+    killed most mutants of the kind so far run first (`order.py`)."""
 
     name = "fast"
+
+    def __init__(self) -> None:
+        self._kills: dict[str, Counter[str]] = defaultdict(Counter)
+        self._lock = threading.Lock()
+
+    def first(self, kind: str) -> dict[str, str]:
+        with self._lock:
+            ranked = [name for name, _ in self._kills[kind].most_common()]
+        return {order.FIRST_ENV: json.dumps(ranked)} if ranked else {}
+
+    def learn(self, kind: str, outcome: Outcome) -> None:
+        if outcome.verdict == KILLED and outcome.failed_tests:
+            with self._lock:
+                self._kills[kind][order.base(outcome.failed_tests[0])] += 1
 
     def applies(self, mutant: Mutant) -> bool:
         return mutant.kind in FAST_TESTS
 
     def files(self, kind: str, workspace: Workspace) -> list[str]:
-        return [*workspace.test_files(FAST_TESTS[kind]), *FAST_DESELECT.get(kind, ())]
+        return [
+            *workspace.test_files(FAST_TESTS[kind]),
+            *FAST_DESELECT.get(kind, ()),
+            "-p",
+            order.__name__,
+        ]
 
     def run(self, mutant: Mutant, workspace: Workspace) -> Outcome:
         started = time.monotonic()
-        extra_env = {}
+        extra_env = self.first(mutant.kind)
         if mutant.kind == m.RULES:
             # promtool runs only the test groups that can see the mutated rule.
-            extra_env = workspace.promtool_selection(selection.groups(workspace.root, mutant))
+            extra_env |= workspace.promtool_selection(selection.groups(workspace.root, mutant))
         with workspace.applied(mutant):
             evidence, output = workspace.certify(self.files(mutant.kind, workspace), extra_env)
-        return outcome_of(self.name, evidence, time.monotonic() - started, output)
+        outcome = outcome_of(self.name, evidence, time.monotonic() - started, output)
+        self.learn(mutant.kind, outcome)
+        return outcome
 
     def control(self, kind: str, workspace: Workspace) -> Outcome:
         """The unmutated copy through the same files: every claim must be free of FAIL."""
