@@ -26,22 +26,11 @@ from typing import Any
 import pytest
 
 from harness.contract import CHECKLIST, STACK_DIR_ENV
+from harness.mutants.run import NOT_COPIED  # what a scratch copy leaves out, in one place
 
 pytestmark = [pytest.mark.claim("harness.self_test")]
 
 REPO = Path(__file__).resolve().parents[1]
-NOT_COPIED = shutil.ignore_patterns(
-    ".git",
-    ".nox",
-    ".venv",
-    ".build",
-    "reports",
-    "__pycache__",
-    ".mypy_cache",
-    ".ruff_cache",
-    ".pytest_cache",
-    "*.egg-info",
-)
 RUN_TIMEOUT_S = 180
 
 COMPOSE = "stack/compose.yaml"
