@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -53,10 +54,10 @@ class FakePrometheus:
         with self._lock:
             self.queries.append(query)
         answer = self.skew if "skew" in query else self.consumers
+        if isinstance(answer, Response):  # before callable(): a Response is a WSGI app too
+            return answer
         if callable(answer):
             return answer(request)
-        if isinstance(answer, Response):
-            return answer
         return Response(json.dumps(answer), content_type="application/json")
 
 
@@ -118,6 +119,11 @@ def serve() -> Iterator[Callable[[ProbeSettings], httpx.Client]]:
     for server, thread in servers:
         # Close the sockets from the server's own loop (closing them from here races its select,
         # which then fails on a closed descriptor); the loop ends once it has none left.
-        server.trigger.pull_trigger(lambda server=server: wasyncore.close_all(server._map))
+        # pull_trigger appends the thunk, then writes to the trigger's pipe: when a worker's own
+        # pull has already woken the loop, the loop can run the thunk, and so close that pipe,
+        # before this write lands (EBADF). The loop has stopped either way; the join says so.
+        with contextlib.suppress(OSError):
+            server.trigger.pull_trigger(lambda server=server: wasyncore.close_all(server._map))
         thread.join(timeout=5)
+        assert not thread.is_alive(), "the probe's waitress loop did not stop within 5 s"
         server.task_dispatcher.shutdown()
