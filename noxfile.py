@@ -18,6 +18,12 @@ def install(session: nox.Session, *extras: str) -> None:
     session.install("-e", f".[{','.join(extras)}]" if extras else ".")
 
 
+def build_engines(session: nox.Session) -> None:
+    """The current Prometheus and Alertmanager (and their promtool and amtool), built from the Go
+    module proxy when missing: the unit tier's tools and the offline images' binaries."""
+    session.run("python", "-m", "harness.engines")
+
+
 def certification(session: nox.Session, *args: str) -> None:
     """Run a certification; exit with EXIT_STACK_FAILED, not 1, when the stack did not start."""
     try:
@@ -41,6 +47,7 @@ def lint(session: nox.Session) -> None:
 def unit(session: nox.Session) -> None:
     """Fast, no Docker: probe, promtool rule tests, amtool routes, dashboard, time scale."""
     install(session, "test")
+    build_engines(session)
     session.run("pytest", "tests", f"--junitxml={REPORTS}/junit-unit.xml", *session.posargs)
 
 
@@ -71,6 +78,7 @@ def drill(session: nox.Session) -> None:
 def certify(session: nox.Session) -> None:
     """The main job: images, the stack, unit + acceptance + drills, then the report in reports/."""
     install(session, "test")
+    build_engines(session)
     certification(
         session,
         "pytest",
@@ -89,6 +97,7 @@ def external(session: nox.Session) -> None:
     """External mode against the project's own stack, started separately by harness.external:
     the files (unit tier) and the running deployment (acceptance, drills), certified in scope."""
     install(session, "test")
+    build_engines(session)
     certification(
         session,
         "python",
@@ -107,6 +116,7 @@ def external(session: nox.Session) -> None:
 def mutants(session: nox.Session) -> None:
     """Mutation testing of the artifacts, fast tier: score, survivors, reports/mutation.md."""
     install(session, "test")
+    build_engines(session)
     session.run("python", "-m", "harness.mutants", *session.posargs)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from harness import engines
 from harness.contract import CHECKLIST as C
 
 _MB = C.probe_memory_bytes // 2**20
@@ -267,6 +268,14 @@ CLAIMS = (
         "Deployable artifacts",
         "The Kubernetes manifests are the certified sources: generated from the same rule, route, "
         "dashboard and compose definitions, valid against the Kubernetes schemas",
+    ),
+    Claim(
+        "deploy.engines",
+        "Deployable artifacts",
+        f"The stack runs Prometheus {engines.PROMETHEUS.version} and Alertmanager "
+        f"{engines.ALERTMANAGER.version}, the same builds whose promtool and amtool prove the "
+        "rules and routes; the rules and routes also pass on Debian's Prometheus 2.42 and "
+        "Alertmanager 0.25",
     ),
     Claim(
         "deploy.images",

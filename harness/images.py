@@ -40,9 +40,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import engines
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 IMAGES_DIR = REPO_ROOT / "stack" / "images"
-BUILD_DIR = Path(os.environ.get("CRM_CERT_BUILD_DIR", REPO_ROOT / ".build")) / "images"
+BUILD_DIR = engines.BUILD_DIR / "images"
 
 REPOSITORY = "crm-cert"
 LABEL = "crm-cert.image"  # on every image built here: the image's short name
@@ -113,8 +115,8 @@ SPECS: dict[str, Spec] = {
         ),
         Spec("kafka", "kafka", "base"),
         Spec("kafka-exporter", "kafka_exporter", "base", pins=(OTELCOL_BUILDER,)),
-        Spec("prometheus", "prometheus", "base"),
-        Spec("alertmanager", "alertmanager", "base"),
+        Spec("prometheus", "prometheus", "base", pins=(engines.PROMETHEUS.pin,)),
+        Spec("alertmanager", "alertmanager", "base", pins=(engines.ALERTMANAGER.pin,)),
         Spec("toxiproxy", "toxiproxy", None, pins=(f"{TOXIPROXY_MODULE}@{TOXIPROXY_VERSION}",)),
         Spec("app", "app", "base", extra_inputs=_app_sources),
     )
@@ -144,25 +146,12 @@ def _hash_inputs(spec: Spec, parent_tag: str | None) -> str:
     for path in sorted(set(files)):
         add(f"file:{path.relative_to(REPO_ROOT).as_posix()}", path.read_bytes())
         add("mode", str(path.stat().st_mode & 0o111 != 0).encode())
-    if spec.name in ("kafka-exporter", "toxiproxy"):
+    if spec.name in ("kafka-exporter", "toxiproxy", "prometheus", "alertmanager"):
         add("go", _go_version().encode())
     return digest.hexdigest()[:HASH_LENGTH]
 
 
-_GO_VERSION: str | None = None
-
-
-def _go_version() -> str:
-    """The Go toolchain's version: part of the static binaries' inputs ('' when Go is missing)."""
-    global _GO_VERSION
-    if _GO_VERSION is None:
-        try:
-            _GO_VERSION = subprocess.run(
-                ["go", "env", "GOVERSION"], capture_output=True, text=True, check=True, timeout=60
-            ).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            _GO_VERSION = ""
-    return _GO_VERSION
+_go_version = engines.go_version  # part of the static binaries' inputs
 
 
 def _tag(name: str, cache: dict[str, str]) -> str:
@@ -197,8 +186,8 @@ def _upstream() -> ImageSet:
     return ImageSet(
         kafka="apache/kafka:3.9.1",
         kafka_exporter="danielqsj/kafka-exporter:v1.9.0",
-        prometheus="prom/prometheus:v3.5.0",  # the 3.5 LTS line
-        alertmanager="prom/alertmanager:v0.28.1",
+        prometheus=f"prom/prometheus:v{engines.PROMETHEUS.version}",
+        alertmanager=f"prom/alertmanager:v{engines.ALERTMANAGER.version}",
         toxiproxy="ghcr.io/shopify/toxiproxy:2.12.0",
         app=offline_tags(["app"])["app"],  # the project's own image is always built locally
         grafana="grafana/grafana:12.1.1",
@@ -751,10 +740,22 @@ class Builder:
 
     # -- prometheus, alertmanager ---------------------------------------------------------------
     def _build_prometheus(self, tag: str) -> None:
-        self._docker_build(tag, self._context(), "base")
+        self._build_engine(tag, engines.PROMETHEUS)
 
     def _build_alertmanager(self, tag: str) -> None:
-        self._docker_build(tag, self._context(), "base")
+        self._build_engine(tag, engines.ALERTMANAGER)
+
+    def _build_engine(self, tag: str, release: engines.Release) -> None:
+        """The release's binaries (the same builds the unit tier's promtool and amtool are)."""
+        self._require("go build", "go", "install Go (see .ci/run)")
+        context = self._context()
+        try:
+            binaries = engines.ensure(release, run=self._run)
+        except engines.EngineBuildError as error:
+            raise BuildStepError(release.name, "go build", str(error)) from None
+        for command in release.commands:
+            shutil.copy(binaries / command, context / command)
+        self._docker_build(tag, context, "base")
 
     # -- toxiproxy ------------------------------------------------------------------------------
     def _build_toxiproxy(self, tag: str) -> None:
@@ -836,9 +837,6 @@ def _clean_rootfs(rootfs: Path) -> None:
     for directory in ("usr/share/man", "usr/share/info", "usr/share/lintian", "usr/share/linda"):
         clear(directory)
     clear("usr/share/locale", keep=lambda p: p.name in ("locale.alias",))
-    # libjs-moment-timezone's unpacked tz data (about 210 MB): Prometheus's classic UI only loads
-    # moment-timezone-with-data.min.js, which stays.
-    remove(rootfs / "usr/share/javascript/moment-timezone/data")
     for log in (rootfs / "var/log").rglob("*"):
         if log.is_file():
             log.write_bytes(b"")

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from harness.contract import CHECKLIST, load, seconds
+from harness.engines import ENGINES
 from harness.timescale import parse_duration
 from tests.tools import (
     ALERTMANAGER_YML,
@@ -46,7 +47,7 @@ def route_cases() -> list[dict[str, Any]]:
     return load_yaml(ROUTE_TESTS)["cases"]
 
 
-def routes_test(labels: dict[str, str], receivers: list[str]):
+def routes_test(labels: dict[str, str], receivers: list[str], engine: str):
     return run_tool(
         "amtool",
         "config",
@@ -55,6 +56,7 @@ def routes_test(labels: dict[str, str], receivers: list[str]):
         f"--config.file={ALERTMANAGER_YML}",
         f"--verify.receivers={','.join(receivers)}",
         *(f"{name}={value}" for name, value in labels.items()),
+        engine=engine,
     )
 
 
@@ -65,23 +67,26 @@ def alert_labels(alert: dict[str, Any]) -> dict[str, str]:
 
 @pytest.mark.claim("am.routing")
 @pytest.mark.claim("am.inhibition")
-def test_config_is_valid():
-    output = check_tool("amtool", "check-config", ALERTMANAGER_YML)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_config_is_valid(engine: str):
+    output = check_tool("amtool", "check-config", ALERTMANAGER_YML, engine=engine)
     assert "SUCCESS" in output, output
 
 
 @pytest.mark.claim("am.routing")
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("case", route_cases(), ids=lambda case: case["name"])
-def test_route_case(case: dict[str, Any]):
-    result = routes_test(case["labels"], case["receivers"])
+def test_route_case(case: dict[str, Any], engine: str):
+    result = routes_test(case["labels"], case["receivers"], engine)
     assert result.returncode == 0, describe(result)
     assert result.stdout.strip() == ",".join(case["receivers"]), describe(result)
 
 
 @pytest.mark.claim("am.routing")
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("alert", alert_rules(), ids=lambda rule: rule["alert"])
-def test_every_alert_rule_reaches_the_oncall_webhook(alert: dict[str, Any]):
-    result = routes_test(alert_labels(alert), ["crm-oncall"])
+def test_every_alert_rule_reaches_the_oncall_webhook(alert: dict[str, Any], engine: str):
+    result = routes_test(alert_labels(alert), ["crm-oncall"], engine)
     assert result.returncode == 0, describe(result)
 
 

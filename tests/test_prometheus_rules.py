@@ -12,6 +12,7 @@ import pytest
 
 from harness import services as svc
 from harness.contract import CHECKLIST, load, seconds
+from harness.engines import ENGINES
 from harness.timescale import parse_duration
 from tests.tools import (
     ALERT_RULES,
@@ -77,8 +78,9 @@ def by_name(rules: list[dict[str, Any]], key: str) -> dict[str, dict[str, Any]]:
 
 @pytest.mark.claim("rules.recording")
 @pytest.mark.claim("rules.alerts")
-def test_prometheus_config_is_valid_and_finds_both_rule_files():
-    output = check_tool("promtool", "check", "config", PROMETHEUS_YML)
+@pytest.mark.parametrize("engine", ENGINES)
+def test_prometheus_config_is_valid_and_finds_both_rule_files(engine: str):
+    output = check_tool("promtool", "check", "config", PROMETHEUS_YML, engine=engine)
     # rule_files are relative to prometheus.yml, wherever promtool runs from.
     for rule_file in RULE_FILES:
         assert f"rules/{rule_file.name}" in output, output
@@ -87,16 +89,18 @@ def test_prometheus_config_is_valid_and_finds_both_rule_files():
 
 @pytest.mark.claim("rules.recording")
 @pytest.mark.claim("rules.alerts")
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("rule_file", RULE_FILES, ids=lambda path: path.name)
-def test_rule_file_is_valid(rule_file: Path):
-    check_tool("promtool", "check", "rules", rule_file)
+def test_rule_file_is_valid(rule_file: Path, engine: str):
+    check_tool("promtool", "check", "rules", rule_file, engine=engine)
 
 
 @pytest.mark.claim("rules.recording")
 @pytest.mark.claim("rules.alerts")
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("test_file", PROMTOOL_TESTS, ids=lambda path: path.name)
-def test_promtool_unit_tests_pass(test_file: Path):
-    output = check_tool("promtool", "test", "rules", test_file)
+def test_promtool_unit_tests_pass(test_file: Path, engine: str):
+    output = check_tool("promtool", "test", "rules", test_file, engine=engine)
     assert "SUCCESS" in output, output
 
 

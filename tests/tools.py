@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
+from harness import engines
 from harness.contract import stack_dir
+from harness.engines import CURRENT
 
 REPO = Path(__file__).resolve().parents[1]
 # The deployable files under certification: stack/ of this checkout, or CRM_CERT_STACK_DIR (the
@@ -81,32 +83,46 @@ def alert_rules() -> list[dict[str, Any]]:
     return [rule for group in load_yaml(ALERT_RULES)["groups"] for rule in group["rules"]]
 
 
-def tool_path(name: str) -> str:
-    """The tool's path; fails the test (never skips it) when the tool is not installed."""
-    path = shutil.which(name)
+def tool_path(name: str, engine: str = CURRENT) -> str:
+    """The engine's promtool or amtool; fails the test (never skips it) when it is missing.
+
+    `current`: the pinned release harness.engines builds (CRM_CERT_<NAME>, when set, stands in
+    for it: the mutation runs put a selecting promtool there); `debian`: Debian's package.
+    """
+    if engine == CURRENT:
+        override = os.environ.get(f"CRM_CERT_{name.upper()}")
+        if override:
+            return override
+        try:
+            return str(engines.tool(name))
+        except engines.EngineBuildError as error:
+            pytest.fail(f"{name} of the current engine could not be built: {error}", pytrace=False)
+    path = engines.debian_tool(name)
     if path is None:
         pytest.fail(
-            f"{name} is not on PATH: run `sudo bash {ENSURE_TOOLS}` (it installs Debian's "
+            f"Debian's {name} is missing: run `sudo bash {ENSURE_TOOLS}` (it installs Debian's "
             "prometheus and prometheus-alertmanager packages, which bring promtool and amtool)",
             pytrace=False,
         )
-    return path
+    return str(path)
 
 
 def run_tool(
-    name: str, *args: object, timeout: float = TOOL_TIMEOUT_S
+    name: str, *args: object, engine: str = CURRENT, timeout: float = TOOL_TIMEOUT_S
 ) -> subprocess.CompletedProcess[str]:
-    """Run promtool or amtool; its exit code is the caller's to judge."""
-    command = [tool_path(name), *map(str, args)]
+    """Run promtool or amtool of an engine; its exit code is the caller's to judge."""
+    command = [tool_path(name, engine), *map(str, args)]
     try:
         return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired as error:
         pytest.fail(f"`{shlex.join(command)}` did not finish within {timeout}s:\n{error.output}")
 
 
-def check_tool(name: str, *args: object, timeout: float = TOOL_TIMEOUT_S) -> str:
+def check_tool(
+    name: str, *args: object, engine: str = CURRENT, timeout: float = TOOL_TIMEOUT_S
+) -> str:
     """Run promtool or amtool, assert it exits 0 (its output in the message); return its output."""
-    result = run_tool(name, *args, timeout=timeout)
+    result = run_tool(name, *args, engine=engine, timeout=timeout)
     assert result.returncode == 0, describe(result)
     return result.stdout + result.stderr
 

@@ -1,0 +1,239 @@
+"""The Prometheus and Alertmanager engines the stack is certified on.
+
+Two engines of each (docs/design.md, section 6):
+
+* ``current``: the pinned releases below, built on the host from the Go module proxy (no
+  registry is reachable): ``prometheus`` and ``promtool``, ``alertmanager`` and ``amtool``. The
+  offline images run these binaries and the unit tier's promtool and amtool are these builds.
+* ``debian``: Debian bookworm's packages (Prometheus 2.42, Alertmanager 0.25), the oldest engines
+  the configs must still load on; the unit tier runs the rules' and routes' tests on them too
+  (scripts/ensure-tools.sh installs them).
+
+A module zip holds no generated web UI. Prometheus serves its UI from disk unless built with the
+``builtinassets`` tag, so it builds as it is (the API and /-/ready work; the UI pages do not).
+Alertmanager embeds ``ui/app/dist``, which the zip lacks: the build adds a one-page placeholder.
+
+``python -m harness.engines`` builds what is missing and prints each binary's version.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# Scratch copies of the repository (mutation runs, tests/test_certificate_catches.py) point this
+# at the original's build directory, so they share its binaries instead of building their own.
+BUILD_DIR_ENV = "CRM_CERT_BUILD_DIR"
+BUILD_DIR = Path(os.environ.get(BUILD_DIR_ENV, REPO_ROOT / ".build"))
+TOOLS_DIR = BUILD_DIR / "tools"
+GO_ENV = {"CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false", "GOTOOLCHAIN": "local"}
+VERSION_PACKAGE = "github.com/prometheus/common/version"
+UI_PLACEHOLDER = (
+    b"<!doctype html><title>Alertmanager</title>"
+    b"<p>Built without the web UI: use the API (/api/v2/) or amtool.\n"
+)
+
+CURRENT, DEBIAN = "current", "debian"
+ENGINES = (CURRENT, DEBIAN)
+
+
+@dataclass(frozen=True)
+class Release:
+    """One pinned release: its Go module and version, and the commands built from it."""
+
+    name: str
+    module: str
+    module_version: str  # the Go module's version (Prometheus 3.x is v0.3XX.Y)
+    version: str  # the release, as the binaries report it
+    commands: tuple[str, ...]
+    placeholders: tuple[str, ...] = ()  # embedded files a module zip lacks
+
+    @property
+    def pin(self) -> str:
+        return f"{self.module}@{self.module_version}"
+
+
+PROMETHEUS = Release(
+    "prometheus",
+    "github.com/prometheus/prometheus",
+    "v0.316.0",
+    "3.16.0",
+    ("prometheus", "promtool"),
+)
+ALERTMANAGER = Release(
+    "alertmanager",
+    "github.com/prometheus/alertmanager",
+    "v0.35.0",
+    "0.35.0",
+    ("alertmanager", "amtool"),
+    placeholders=("ui/app/dist/elm/index.html", "ui/app/dist/mantine/index.html"),
+)
+RELEASES = {release.name: release for release in (PROMETHEUS, ALERTMANAGER)}
+RELEASE_OF_COMMAND = {command: r for r in RELEASES.values() for command in r.commands}
+
+
+class EngineBuildError(RuntimeError):
+    """A build step failed; the message ends with the tail of its output."""
+
+
+Runner = Callable[..., None]  # run(step, command, *, cwd=None, env=None)
+
+
+@functools.cache
+def go_version() -> str:
+    """The Go toolchain's version, part of every binary's cache key ('' when Go is missing)."""
+    try:
+        return subprocess.run(
+            ["go", "env", "GOVERSION"], capture_output=True, text=True, check=True, timeout=60
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def binaries_dir(release: Release) -> Path:
+    return TOOLS_DIR / f"{release.name}-{release.version}-{go_version() or 'nogo'}"
+
+
+def ensure(release: Release, run: Runner | None = None) -> Path:
+    """The directory holding the release's binaries, built first when any is missing."""
+    target = binaries_dir(release)
+    if all((target / command).exists() for command in release.commands):
+        return target
+    if shutil.which("go") is None:
+        raise EngineBuildError(f"{release.name} {release.version}: needs Go on PATH (see .ci/run)")
+    run = run or _LoggedRunner(TOOLS_DIR / "logs" / f"{release.name}.log")
+    run("go mod download", ["go", "mod", "download", "-json", release.pin], env=GO_ENV)
+    source = _module_dir(release)
+    work = TOOLS_DIR / "src" / f"{release.name}-{release.version}"
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(source, work)
+    for path in work.rglob("*"):  # the module cache is read-only
+        path.chmod(path.stat().st_mode | 0o200)
+    for placeholder in release.placeholders:
+        (work / placeholder).parent.mkdir(parents=True, exist_ok=True)
+        (work / placeholder).write_bytes(UI_PLACEHOLDER)
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    ldflags = (
+        f"-s -w -X {VERSION_PACKAGE}.Version={release.version}"
+        f" -X {VERSION_PACKAGE}.Branch=HEAD -X {VERSION_PACKAGE}.BuildUser=crm-cert"
+    )
+    packages = [f"./cmd/{command}" for command in release.commands]
+    run(
+        f"go build {' '.join(release.commands)}",
+        ["go", "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(staging), *packages],
+        cwd=work,
+        env={**GO_ENV, "GOWORK": "off"},  # the zip's go.work names modules the zip leaves out
+    )
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
+    shutil.rmtree(work)  # the copied sources: never kept
+    return target
+
+
+def tool(command: str) -> Path:
+    """The current engine's promtool or amtool (or prometheus, alertmanager), built if missing."""
+    return ensure(RELEASE_OF_COMMAND[command]) / command
+
+
+def _module_dir(release: Release) -> Path:
+    result = subprocess.run(
+        ["go", "mod", "download", "-json", release.pin],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **GO_ENV},
+        timeout=600,
+        check=False,
+    )
+    try:
+        return Path(json.loads(result.stdout)["Dir"])
+    except (ValueError, KeyError):
+        raise EngineBuildError(
+            f"go mod download {release.pin}:\n{result.stdout}{result.stderr}"
+        ) from None
+
+
+class _LoggedRunner:
+    """Runs a build step with its output in a log file; fails with the tail of that output."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+
+    def __call__(
+        self,
+        step: str,
+        command: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        print(f"engines: {step} ...", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        tail: deque[str] = deque(maxlen=25)
+        with self.log.open("a") as out:
+            out.write(f"\n$ {' '.join(command)}\n")
+            out.flush()
+            process = subprocess.Popen(
+                list(command),
+                cwd=cwd,
+                env={**os.environ, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                text=True,
+                errors="replace",
+            )
+            assert process.stdout is not None
+            for line in process.stdout:
+                out.write(line)
+                tail.append(line.rstrip())
+            code = process.wait()
+        if code != 0:
+            raise EngineBuildError(
+                f"step '{step}' failed (exit {code}; full log: {self.log}):\n" + "\n".join(tail)
+            )
+        print(f"engines: {step} done in {time.monotonic() - started:.0f}s", file=sys.stderr)
+
+
+def debian_tool(command: str) -> Path | None:
+    """Debian's promtool or amtool (scripts/ensure-tools.sh), or None when not installed."""
+    for directory in ("/usr/bin", "/usr/local/bin"):
+        path = Path(directory) / command
+        if path.exists():
+            return path
+    return None
+
+
+def main() -> int:
+    try:
+        for release in RELEASES.values():
+            directory = ensure(release)
+            for command in release.commands:
+                version = subprocess.run(
+                    [str(directory / command), "--version"],
+                    capture_output=True,
+                    text=True,
+                    check=False,
+                )
+                first = (version.stdout or version.stderr).splitlines()[:1]
+                print(f"{command}: {directory / command}: {' '.join(first)}")
+    except EngineBuildError as error:
+        print(f"engines: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
