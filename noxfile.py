@@ -1,11 +1,12 @@
-"""Sessions: `nox -s certify` is the main job; `nox` runs lint, certify and external (CI)."""
+"""Sessions: `nox -s certify` is the main job; `nox` runs lint, certify, mutants and external
+(CI)."""
 
 from __future__ import annotations
 
 import nox
 import nox.command
 
-nox.options.sessions = ["lint", "certify", "external"]
+nox.options.sessions = ["lint", "certify", "mutants", "external"]
 nox.options.reuse_existing_virtualenvs = True
 
 REPORTS = "reports"
