@@ -111,7 +111,12 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
                 lambda: prometheus.alert_state(UNDER_REPLICATED) == "firing",
                 timeout=alert_timeout,
             )
-            episode.under_replicated_firing_at = step("UnderReplicated firing")
+            step("UnderReplicated firing")
+            # By now it has fired a while (ServiceDown's for: and the silence came first): when
+            # it began firing is Prometheus' own record, the first evaluation ALERTS has it firing.
+            episode.under_replicated_firing_at = first_firing(
+                prometheus, UNDER_REPLICATED, since=episode.consumers_stopping_at
+            )
             episode.inhibited_state = wait_until(
                 f"Alertmanager to hold {UNDER_REPLICATED} as inhibited",
                 lambda: (
@@ -144,6 +149,15 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
         if any(a["labels"].get("alertname") == UNDER_REPLICATED for a in n["payload"]["alerts"])
     ]
     return episode
+
+
+def first_firing(prometheus, alert: str, since: float) -> float:
+    """The monotonic time of the first rule evaluation since `since` that had `alert` firing."""
+    lookback = int(time.monotonic() - since) + 2
+    series = prometheus.query(f'ALERTS{{alertname="{alert}",alertstate="firing"}}[{lookback}s]')
+    stamps = [float(t) for s in series for t, _ in s["values"]]
+    assert stamps, f"{alert} is firing, yet ALERTS has no firing sample in the last {lookback}s"
+    return time.monotonic() - (time.time() - min(stamps))
 
 
 def for_edges(stack, alert: str) -> tuple[float, float]:

@@ -27,7 +27,9 @@ def panel_targets() -> list[tuple[int, str, str]]:
 @pytest.mark.claim("grafana.live_queries")
 def test_every_panel_query_runs_and_the_key_panels_have_data(prometheus, steady_state, evidence):
     errors, empty_key_panels = [], []
-    for panel_id, title, expr in panel_targets():
+    targets = panel_targets()
+    assert set(KEY_PANELS) <= {panel_id for panel_id, _, _ in targets}, "a key panel has no query"
+    for panel_id, title, expr in targets:
         try:
             series = prometheus.query(expr)
         except Exception as error:

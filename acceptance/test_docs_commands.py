@@ -90,7 +90,7 @@ def test_the_documents_have_commands_of_both_kinds():
     for document in DOCUMENTS:
         assert any(block.path.name == document for block in BLOCKS), f"{document}: no commands"
     if README.exists():
-        assert all(block.path != README or block.location for block in BLOCKS)
+        assert malformed_shell_blocks([README]) == []
 
 
 def test_commands_quoted_in_the_prose_are_commands_a_block_runs():

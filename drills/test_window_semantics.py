@@ -46,6 +46,7 @@ def both(stack, seed: ProbeClient, prometheus):
         return {
             "seed_status": answer.status_code,
             "seed_failed": answer.failed_messages,
+            "seed_reasons": sorted(answer.failed_reasons),
             "skew": skew,
         }
 
@@ -123,8 +124,18 @@ def comparison(containers, probe, prometheus) -> Comparison:
         stack.remove("seed-queries-probe")
 
 
+# What a flip of the seed-query probe is: a 500 for the group's state, never an error of the
+# moment (a timed-out answer or Prometheus unavailable is no verdict on the window).
+GROUP_REASONS = {"threshold_exceeded", "below_minimum"}
+
+
+def seed_unready(moment: Moment) -> bool:
+    reasons = set(moment.extra.get("seed_reasons") or ())
+    return moment.extra.get("seed_status") == 500 and bool(reasons & GROUP_REASONS)
+
+
 def first_unready(moments: list[Moment], seed: bool) -> Moment | None:
-    key = (lambda m: m.extra.get("seed_status") != 200) if seed else (lambda m: not m.ready)
+    key = seed_unready if seed else (lambda m: not m.ready)
     return next((m for m in moments if key(m)), None)
 
 
@@ -163,11 +174,7 @@ def test_the_checklists_literal_queries_flap_on_the_spike_and_recover_a_window_l
         lambda m: m.extra.get("seed_status") == 200, after=comparison.group_whole
     )
     seed_flip = next(
-        (
-            m
-            for m in loss.moments
-            if m.t >= comparison.members_dropped and m.extra.get("seed_status") != 200
-        ),
+        (m for m in loss.moments if m.t >= comparison.members_dropped and seed_unready(m)),
         None,
     )
     evidence.record(

@@ -327,19 +327,58 @@ class Contract:
         return found
 
     def route_for(self, labels: dict[str, str]) -> Route:
-        """The route an alert with these labels ends on (first match at each level)."""
+        """The route an alert with these labels ends on, found as Alertmanager finds it: from
+        the root, the first child whose matchers all match, depth first; a `continue: true`
+        child that matches lets its later siblings match too, and the first route found wins
+        (the one whose repeat_interval applies to the first notification)."""
 
-        def matches(matcher: str) -> bool:
-            name, _, value = matcher.partition("=")
-            return labels.get(name.strip()) == value.strip().strip('"')
+        def settings(node: dict[str, Any], parent: dict[str, Any]) -> dict[str, Any]:
+            keys = ("receiver", "group_by", "group_wait", "group_interval", "repeat_interval")
+            merged = {key: node.get(key, parent.get(key)) for key in keys}
+            merged["matchers"] = (*parent.get("matchers", ()), *node.get("matchers", ()))
+            return merged
 
-        chosen = self.routes()[0]
-        for route in self.routes()[1:]:
-            if all(matches(m) for m in route.matchers) and len(route.matchers) > len(
-                chosen.matchers
-            ):
-                chosen = route
-        return chosen
+        def found(node: dict[str, Any], parent: dict[str, Any]) -> list[Route]:
+            merged = settings(node, parent)
+            routes: list[Route] = []
+            for child in node.get("routes") or []:
+                if all(_matches(m, labels) for m in child.get("matchers") or ()):
+                    routes += found(child, merged)
+                    if not child.get("continue", False):
+                        break
+            if routes:
+                return routes
+            return [
+                Route(
+                    str(merged["receiver"]),
+                    tuple(merged["matchers"]),
+                    tuple(merged["group_by"] or ()),
+                    seconds(merged["group_wait"] or "30s"),
+                    seconds(merged["group_interval"] or "5m"),
+                    seconds(merged["repeat_interval"] or "4h"),
+                )
+            ]
+
+        return found(self.alertmanager["route"], {})[0]
+
+
+_MATCHER = re.compile(
+    r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|(\S*))\s*$'
+)
+
+
+def _matches(matcher: str, labels: dict[str, str]) -> bool:
+    """One Alertmanager matcher (`name="v"`, `name!="v"`, `name=~"re"`, `name!~"re"`)."""
+    parsed = _MATCHER.match(matcher)
+    if parsed is None:
+        raise ContractError(f"alertmanager.yml: cannot read the matcher {matcher!r}")
+    name, operator, quoted, bare = parsed.groups()
+    value = quoted if quoted is not None else bare
+    actual = labels.get(name, "")
+    if operator in ("=~", "!~"):
+        hit = re.fullmatch(value, actual) is not None  # Alertmanager anchors its regexes
+        return hit if operator == "=~" else not hit
+    return (actual == value) if operator == "=" else (actual != value)
 
 
 class ContractError(ValueError):

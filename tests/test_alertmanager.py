@@ -7,10 +7,13 @@ really produce.
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.contract import CHECKLIST, load, seconds
 from harness.engines import ENGINES
@@ -229,3 +232,36 @@ def test_inhibition_applies_to_the_labels_the_rules_produce():
     for name, labels in alerts.items():
         if name != "CrmEventsUnderReplicatedConsumers":
             assert not inhibited(labels, [service_down]), name
+
+
+@pytest.mark.claim("am.routing")
+def test_the_contracts_route_lookup_is_alertmanagers(tmp_path):
+    """The repeat-interval checks above use Contract.route_for: it must pick the route
+    Alertmanager picks (first matching child, regex matchers, `continue`), which amtool shows."""
+    base = load()
+    critical = next(a for a in alert_rules() if a["labels"].get("severity") == "critical")
+    labels = alert_labels(critical)
+    variant = copy.deepcopy(base.alertmanager)
+    service = variant["route"]["routes"][0]
+    # A sibling before the critical route that a regex matches: it wins, as in Alertmanager.
+    service["routes"].insert(
+        0,
+        {"receiver": "default", "matchers": ['alertname=~"CrmEvents.*"'], "repeat_interval": "2h"},
+    )
+    path = tmp_path / "alertmanager.yml"
+
+    def amtool_receivers() -> str:
+        path.write_text(yaml.safe_dump(variant))
+        args = [f"{name}={value}" for name, value in labels.items()]
+        result = run_tool("amtool", "config", "routes", "test", f"--config.file={path}", *args)
+        assert result.returncode == 0, describe(result)
+        return result.stdout.strip()
+
+    route = dataclasses.replace(base, alertmanager=variant).route_for(labels)
+    assert (route.receiver, route.repeat_interval_s) == ("default", seconds("2h"))
+    assert amtool_receivers() == "default"
+    # With continue, later siblings match too; the first route found is still the regex one.
+    service["routes"][0]["continue"] = True
+    route = dataclasses.replace(base, alertmanager=variant).route_for(labels)
+    assert route.receiver == "default"
+    assert amtool_receivers() == "default,crm-oncall"

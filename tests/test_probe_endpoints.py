@@ -154,6 +154,13 @@ def test_health_is_200_whatever_prometheus_does(settings, serve):
     assert response.json() == {"status": "ok"}
 
 
+@pytest.mark.claim("probe.health")
+def test_health_never_asks_prometheus(prometheus, settings, serve):
+    client = serve(settings())
+    assert client.get("/health").status_code == 200
+    assert prometheus.queries == []
+
+
 @pytest.mark.claim("probe.status")
 def test_status_reports_settings_queries_and_last_evaluation(prometheus, settings, serve):
     client = serve(settings(window_minutes=0.5, skew_threshold=3, min_consumers=4))
@@ -227,4 +234,6 @@ def test_a_bad_query_answer_from_prometheus_is_unavailable_not_ready(prometheus,
     prometheus.skew = Response('{"status":"error","errorType":"bad_data"}', status=400)
     response = serve(settings()).get("/ready")
     assert response.status_code == 500
-    assert {f["reason"] for f in response.json()["failed"]} == {"prometheus_unavailable"}
+    failed = response.json()["failed"]
+    assert {f["reason"] for f in failed} == {"prometheus_unavailable"}
+    assert any("HTTP 400" in f["detail"] for f in failed), failed  # the answer it was given

@@ -34,18 +34,23 @@ def test_refused_connection_is_retried_then_prometheus_unavailable(settings, ser
 
 @pytest.mark.claim("safety.prometheus_outage")
 @pytest.mark.parametrize(
-    "garbage",
+    ("garbage", "kind"),
     [
-        Response("<html>proxy error</html>", status=200),
-        Response(json.dumps({"status": "success"}), status=200),
-        Response(json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}})),
-        Response(json.dumps(vector(1.0)).replace('"1.0"', '"one"')),
-        Response("upstream unavailable", status=503),
+        (Response("<html>proxy error</html>", status=200), "bad_response"),
+        (Response(json.dumps({"status": "success"}), status=200), "bad_response"),
+        (
+            Response(
+                json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}})
+            ),
+            "bad_response",
+        ),
+        (Response(json.dumps(vector(1.0)).replace('"1.0"', '"one"')), "bad_response"),
+        (Response("upstream unavailable", status=503), "http_status"),
     ],
     ids=["html", "no-data", "matrix", "non-number", "http-503"],
 )
 def test_garbage_answers_are_retried_then_prometheus_unavailable(
-    prometheus, settings, serve, garbage
+    prometheus, settings, serve, garbage, kind
 ):
     prometheus.skew = garbage
     client = serve(settings())
@@ -54,6 +59,8 @@ def test_garbage_answers_are_retried_then_prometheus_unavailable(
     assert unavailable_reasons(response) == {"prometheus_unavailable"}
     assert len(prometheus.queries) == 2  # both attempts went to the skew query
     assert metric(client, "health_probe_prometheus_retries_total") == 1
+    # The probe read the answer it was given: an error of the fake itself would be http_status.
+    assert metric(client, f'health_probe_prometheus_errors_total{{kind="{kind}"}}') == 2
 
 
 @pytest.mark.claim("safety.prometheus_outage")
