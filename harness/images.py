@@ -118,7 +118,7 @@ SPECS: dict[str, Spec] = {
         Spec("prometheus", "prometheus", "base", pins=(engines.PROMETHEUS.pin,)),
         Spec("alertmanager", "alertmanager", "base", pins=(engines.ALERTMANAGER.pin,)),
         Spec("toxiproxy", "toxiproxy", None, pins=(f"{TOXIPROXY_MODULE}@{TOXIPROXY_VERSION}",)),
-        Spec("app", "app", "base", extra_inputs=_app_sources),
+        Spec("app", "app", "base", pins=(engines.ALERTMANAGER.pin,), extra_inputs=_app_sources),
     )
 }
 ORDER = list(SPECS)
@@ -146,7 +146,7 @@ def _hash_inputs(spec: Spec, parent_tag: str | None) -> str:
     for path in sorted(set(files)):
         add(f"file:{path.relative_to(REPO_ROOT).as_posix()}", path.read_bytes())
         add("mode", str(path.stat().st_mode & 0o111 != 0).encode())
-    if spec.name in ("kafka-exporter", "toxiproxy", "prometheus", "alertmanager"):
+    if spec.name in ("kafka-exporter", "toxiproxy", "prometheus", "alertmanager", "app"):
         add("go", _go_version().encode())
     return digest.hexdigest()[:HASH_LENGTH]
 
@@ -805,6 +805,13 @@ class Builder:
             ],
             env={"PIP_NO_INPUT": "1"},
         )
+        # amtool for the runbooks' `sh stack` blocks, which run from this image on the stack's
+        # network: the current engine's, the one the routes are proven with.
+        try:
+            binaries = engines.ensure(engines.ALERTMANAGER, run=self._run)
+        except engines.EngineBuildError as error:
+            raise BuildStepError("app", "go build", str(error)) from None
+        shutil.copy(binaries / "amtool", context / "amtool")
         self._docker_build(tag, context, "base")
 
 

@@ -285,6 +285,9 @@ def test_the_certificate_fails_the_item_an_edit_breaks(
     runs: dict[str, Future[CertifyRun]], edit: Edit
 ) -> None:
     run = runs[edit.id].result()
+    # Tests failed (1), not a run that could not collect or crashed (2, 3, 4): the FAIL is a
+    # test noticing the edit.
+    assert run.returncode == 1, run.describe()
     for claim in edit.claims:
         assert run.status(claim) == "FAIL", (
             f"{edit.path}: {edit.old!r} -> {edit.new!r} left {claim} {run.status(claim)}\n"

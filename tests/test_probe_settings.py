@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -95,3 +96,31 @@ def test_python_m_probe_refuses_to_start_with_a_bad_setting():
     assert result.returncode == 2
     assert "PROM_TIMEOUT_MS=abc" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.claim("safety.settings")
+def test_every_field_has_an_environment_variable_that_sets_it():
+    # A value unlike each default, so a field the environment does not reach keeps its default
+    # and shows up here.
+    wanted = {
+        "prom_url": "http://prom.internal:9091",
+        "prom_timeout_ms": 900,
+        "prom_retries": 4,
+        "prom_backoff_ms": 250,
+        "window_minutes": 2.0,
+        "skew_threshold": 3.5,
+        "min_consumers": 5,
+        "consumer_group": "another.group",
+        "skew_query": 'max(kafka:group_skew_ratio{consumergroup="$group"})',
+        "consumers_query": 'min(kafka:group_consumer_count{consumergroup="$group"})',
+        "cache_ttl_seconds": 2.5,
+        "probe_host": "127.0.0.1",
+        "probe_port": 19012,
+        "probe_threads": 3,
+        "log_level": "DEBUG",
+    }
+    assert set(wanted) == {f.name for f in dataclasses.fields(ProbeSettings)}
+    defaults = ProbeSettings()
+    assert [name for name, value in wanted.items() if getattr(defaults, name) == value] == []
+    settings = ProbeSettings.from_env({name.upper(): str(value) for name, value in wanted.items()})
+    assert dataclasses.asdict(settings) == wanted
