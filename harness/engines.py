@@ -29,6 +29,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Scratch copies of the repository (mutation runs, tests/test_certificate_catches.py) point this
@@ -164,6 +165,35 @@ def _module_dir(release: Release) -> Path:
         ) from None
 
 
+def run_to_log(
+    command: Sequence[str],
+    out: TextIO,
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> tuple[int, list[str]]:
+    """Run a build command, its output appended to `out`: its exit code and last 25 lines (also
+    harness/images.py's runner)."""
+    out.write(f"\n$ {' '.join(command)}\n")
+    out.flush()
+    tail: deque[str] = deque(maxlen=25)
+    process = subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        errors="replace",
+    )
+    assert process.stdout is not None
+    for line in process.stdout:
+        out.write(line)
+        tail.append(line.rstrip())
+    return process.wait(), list(tail)
+
+
 class _LoggedRunner:
     """Runs a build step with its output in a log file; fails with the tail of that output."""
 
@@ -181,25 +211,8 @@ class _LoggedRunner:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         print(f"engines: {step} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
-        tail: deque[str] = deque(maxlen=25)
         with self.log.open("a") as out:
-            out.write(f"\n$ {' '.join(command)}\n")
-            out.flush()
-            process = subprocess.Popen(
-                list(command),
-                cwd=cwd,
-                env={**os.environ, **(env or {})},
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                errors="replace",
-            )
-            assert process.stdout is not None
-            for line in process.stdout:
-                out.write(line)
-                tail.append(line.rstrip())
-            code = process.wait()
+            code, tail = run_to_log(command, out, cwd=cwd, env=env)
         if code != 0:
             raise EngineBuildError(
                 f"step '{step}' failed (exit {code}; full log: {self.log}):\n" + "\n".join(tail)

@@ -513,34 +513,15 @@ class Builder:
         *,
         cwd: Path | None = None,
         env: dict[str, str] | None = None,
-        stdin: Any = None,
     ) -> None:
         """Run a host command, its output appended to the image's log; fail with its tail."""
         assert self._current is not None
-        tail: deque[str] = deque(maxlen=25)
-        full_env = {**os.environ, **(env or {})}
         log = self._log_path()
         with self._timed(step), log.open("a") as out:
-            out.write(f"\n$ {' '.join(command)}\n")
-            out.flush()
             try:
-                process = subprocess.Popen(
-                    list(command),
-                    cwd=cwd,
-                    env=full_env,
-                    stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                    errors="replace",
-                )
+                code, tail = engines.run_to_log(command, out, cwd=cwd, env=env)
             except OSError as error:
                 raise BuildStepError(self._current.name, step, str(error)) from None
-            assert process.stdout is not None
-            for line in process.stdout:
-                out.write(line)
-                tail.append(line.rstrip())
-            code = process.wait()
         if code != 0:
             raise BuildStepError(
                 self._current.name, step, "\n".join(tail) + f"\n(exit {code}; full log: {log})"
