@@ -23,7 +23,6 @@ import pytest
 from harness import services as svc
 from harness.clients import ConsumerControl
 from harness.docs import (
-    README,
     REPO,
     RUNBOOK_URL,
     all_anchors,
@@ -89,8 +88,6 @@ def test_the_documents_have_commands_of_both_kinds():
     assert {block.location for block in BLOCKS} == {"stack", "host"}
     for document in DOCUMENTS:
         assert any(block.path.name == document for block in BLOCKS), f"{document}: no commands"
-    if README.exists():
-        assert malformed_shell_blocks([README]) == []
 
 
 def test_commands_quoted_in_the_prose_are_commands_a_block_runs():
