@@ -5,18 +5,19 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from harness.engines import ALERTMANAGER, PROMETHEUS
+from harness.engines import ALERTMANAGER, DEBIAN_RELEASES, PROMETHEUS
 from harness.stack import ContainerStack
 
 pytestmark = [pytest.mark.claim("deploy.engines")]
 
-# External mode: a deployment may run other releases; the rules and routes are proven on these
-# two lines and must not run on anything older than the oldest of them (Debian's).
-OLDEST = {"prometheus": (2, 42), "alertmanager": (0, 25)}
-
 
 def _release(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.split("-")[0].split(".")[:2])
+
+
+# External mode: a deployment may run other releases; the rules and routes are proven on these
+# two lines and must not run on anything older than the oldest of them (Debian's).
+OLDEST = {name: _release(version) for name, version in DEBIAN_RELEASES.items()}
 
 
 def _check(name: str, version: str, pinned: str, stack, evidence) -> None:

@@ -274,8 +274,9 @@ CLAIMS = (
         "Deployable artifacts",
         f"The stack runs Prometheus {engines.PROMETHEUS.version} and Alertmanager "
         f"{engines.ALERTMANAGER.version}, the same builds whose promtool and amtool prove the "
-        "rules and routes; the rules and routes also pass on Debian's Prometheus 2.42 and "
-        "Alertmanager 0.25",
+        "rules and routes; the rules and routes also pass on Debian's Prometheus "
+        f"{engines.DEBIAN_RELEASES['prometheus']} and Alertmanager "
+        f"{engines.DEBIAN_RELEASES['alertmanager']}",
     ),
     Claim(
         "deploy.images",

@@ -80,6 +80,8 @@ ALERTMANAGER = Release(
     placeholders=("ui/app/dist/elm/index.html", "ui/app/dist/mantine/index.html"),
 )
 RELEASES = {release.name: release for release in (PROMETHEUS, ALERTMANAGER)}
+# Debian bookworm's packages (scripts/ensure-tools.sh): the oldest releases the files must work on.
+DEBIAN_RELEASES = {"prometheus": "2.42", "alertmanager": "0.25"}
 RELEASE_OF_COMMAND = {command: r for r in RELEASES.values() for command in r.commands}
 
 

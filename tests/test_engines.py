@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from harness.engines import ALERTMANAGER, CURRENT, DEBIAN, PROMETHEUS
+from harness.engines import ALERTMANAGER, CURRENT, DEBIAN, DEBIAN_RELEASES, PROMETHEUS
 from tests.tools import check_tool
 
 pytestmark = [pytest.mark.claim("deploy.engines")]
@@ -16,8 +16,8 @@ pytestmark = [pytest.mark.claim("deploy.engines")]
 EXPECTED = {
     ("promtool", CURRENT): PROMETHEUS.version,
     ("amtool", CURRENT): ALERTMANAGER.version,
-    ("promtool", DEBIAN): "2.42.",
-    ("amtool", DEBIAN): "0.25.",
+    ("promtool", DEBIAN): DEBIAN_RELEASES["prometheus"] + ".",
+    ("amtool", DEBIAN): DEBIAN_RELEASES["alertmanager"] + ".",
 }
 
 
