@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Everything the suites need on a fresh Debian host (as root), idempotent: promtool, amtool,
-# debootstrap and docker-compose; a running Docker engine; nox.
+# debootstrap, docker-compose and python3-venv; a running Docker engine; nox in a venv of its own.
 set -euo pipefail
 here="$(dirname "$0")"
 "$here/ensure-tools.sh"
 "$here/ensure-docker.sh"
-python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "nox>=2024.10"
+"$here/ensure-nox.sh"

@@ -10,9 +10,10 @@ command -v promtool >/dev/null || missing+=(prometheus)
 command -v amtool >/dev/null || missing+=(prometheus-alertmanager)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
+python3 -c "import ensurepip" >/dev/null 2>&1 || missing+=(python3-venv) # for nox's venv
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ensure-tools: promtool, amtool, debootstrap and docker-compose present"
+  echo "ensure-tools: promtool, amtool, debootstrap, docker-compose and python3-venv present"
   exit 0
 fi
 [ "$(id -u)" = 0 ] || { echo "ensure-tools: installing ${missing[*]} needs root" >&2; exit 1; }
