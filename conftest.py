@@ -6,13 +6,16 @@ or Ctrl-C. Tests that change it restore it, and start from a verified steady sta
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from harness.contract import Clock
+from harness.contract import STACK_DIR_ENV, Clock, ContractError
+from harness.contract import load as load_contract
 from harness.settings import (
     DEFAULT_CONTAINER_SCALE,
     HarnessSettings,
@@ -67,6 +70,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[SETTINGS] = resolve(config.getoption)
     except HarnessSettingsError as error:
         raise pytest.UsageError(str(error)) from None
+    _use_stack_dir(config.stash[SETTINGS].stack_dir)
     if config.stash[SETTINGS].certify:
         from harness.report import CertificationReport
 
@@ -75,6 +79,19 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     # `docker stop`/CI cancellation sends SIGTERM: turn it into the same clean teardown as Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _use_stack_dir(directory: str | None) -> None:
+    """Point the contract (and everything that reads the deployable files) at --stack-dir,
+    before any test module is collected; refuse a directory the contract cannot read."""
+    if directory is None:
+        return
+    path = Path(directory).expanduser().resolve()
+    try:
+        load_contract(path)
+    except ContractError as error:
+        raise pytest.UsageError(f"--stack-dir={directory}: {error}") from None
+    os.environ[STACK_DIR_ENV] = str(path)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -85,6 +85,12 @@ OPTIONS = (
         is_flag=True,
     ),
     Option("--reports-dir", "CRM_CERT_REPORTS_DIR", "where reports are written", "reports"),
+    Option(
+        "--stack-dir",
+        "CRM_CERT_STACK_DIR",
+        "the deployable files to certify, laid out like this project's stack/ (compose.yaml, "
+        "prometheus/, alertmanager/, grafana/); default: the project's own stack/",
+    ),
 )
 
 
@@ -127,6 +133,7 @@ class HarnessSettings:
     fault_commands: dict[str, dict[str, str]] = field(default_factory=dict)
     certify: bool = False
     reports_dir: str = "reports"
+    stack_dir: str | None = None
 
 
 def resolve(get_option: Any, environ: dict[str, str] | None = None) -> HarnessSettings:
@@ -185,6 +192,7 @@ def resolve(get_option: Any, environ: dict[str, str] | None = None) -> HarnessSe
         fault_commands=_fault_commands(raw.get("fault_command")),
         certify=bool(take("certify")),
         reports_dir=take("reports_dir") or "reports",
+        stack_dir=take("stack_dir") or None,
     )
 
 

@@ -1,0 +1,78 @@
+"""--stack-dir points the whole run at another copy of the deployable files (a user's own
+stack/): the contract and the unit tier read that copy; a directory the contract cannot read is
+a usage error that names the option."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.contract import CHECKLIST, STACK_DIR_ENV
+from tests.tools import REPO, STACK
+
+pytestmark = pytest.mark.claim("harness.self_test")
+
+
+def run(tmp_path: Path, stack_dir: Path) -> subprocess.CompletedProcess[str]:
+    """A run with --stack-dir whose one test prints the stack directory the contract reads."""
+    (tmp_path / "test_where.py").write_text(
+        textwrap.dedent(
+            """
+            from harness.contract import load
+
+            def test_where():
+                print("contract reads", load().stack_dir, "window", load().window_s)
+            """
+        )
+    )
+    env = {name: value for name, value in os.environ.items() if name != STACK_DIR_ENV}
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "conftest",
+            "-p",
+            "no:cacheprovider",
+            "--rootdir",
+            str(tmp_path),
+            f"--stack-dir={stack_dir}",
+            "-q",
+            "-s",
+            str(tmp_path / "test_where.py"),
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_the_contract_reads_the_given_directory(tmp_path: Path) -> None:
+    copy = tmp_path / "my-stack"
+    shutil.copytree(STACK, copy, ignore=shutil.ignore_patterns("images", "__pycache__"))
+    compose = copy / "compose.yaml"
+    text = compose.read_text()
+    deployed = f'WINDOW_MINUTES: "{CHECKLIST.window_s / 60:g}"'
+    assert text.count(deployed) == 1
+    compose.write_text(text.replace(deployed, 'WINDOW_MINUTES: "10"'))  # fact-ok: the copy's own
+    result = run(tmp_path, copy)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"contract reads {copy.resolve()} window 600" in result.stdout, result.stdout
+
+
+def test_a_directory_without_the_deployable_files_is_a_usage_error(tmp_path: Path) -> None:
+    empty = tmp_path / "nothing-here"
+    empty.mkdir()
+    result = run(tmp_path, empty)
+    assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
+    assert f"--stack-dir={empty}" in result.stderr, result.stderr
