@@ -251,6 +251,13 @@ CLAIMS = (
         "acknowledged is lost, the probe never flaps, the group ends whole",
     ),
     Claim(
+        "day_two.exporter_loss",
+        "Day-two operations",
+        "kafka_exporter stopped: the probe keeps judging the samples in its window, then answers "
+        "500 naming the exporter (`exporter_down`); CrmEventsKafkaExporterDown fires after its "
+        "for: and CrmEventsServiceDown never does; all recover when the exporter is back",
+    ),
+    Claim(
         "day_two.k8s_readiness",
         "Day-two operations",
         "On Kubernetes the consumers' readiness and liveness check the replica itself, so a "

@@ -32,6 +32,10 @@ class ProbeAnswer:
         return [failed.get("message", "") for failed in self.body.get("failed", [])]
 
     @property
+    def failed_details(self) -> list[str]:
+        return [failed.get("detail", "") for failed in self.body.get("failed", [])]
+
+    @property
     def failed_reasons(self) -> set[str]:
         return {failed.get("reason", "") for failed in self.body.get("failed", [])}
 

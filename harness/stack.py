@@ -471,6 +471,7 @@ class ContainerStack(Stack):
             "one-consumer-down": outage(consumers[0]),
             "consumers-down": outage(*consumers),
             "prometheus-down": outage(svc.PROMETHEUS),
+            "exporter-down": outage(svc.EXPORTER),
             "kafka-down": outage(svc.KAFKA),
             "prometheus-slow": (
                 lambda latency_ms=3000, **_: self.add_latency("prometheus", int(latency_ms)),

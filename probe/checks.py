@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from functools import cached_property
 
@@ -14,6 +14,8 @@ from probe.settings import ProbeSettings
 
 SKEW = "skew"
 CONSUMER_COUNT = "consumer_count"
+NO_DATA = "no_data"
+EXPORTER_DOWN = "exporter_down"
 
 
 @dataclass(frozen=True)
@@ -23,7 +25,8 @@ class CheckResult:
     value: float | None
     limit: float
     # None when passed; otherwise one of: threshold_exceeded, below_minimum, no_data,
-    # invalid_value (NaN or Inf), prometheus_unavailable.
+    # exporter_down (no data, and kafka_exporter is not up), invalid_value (NaN or Inf),
+    # prometheus_unavailable.
     reason: str | None = None
     detail: str = ""
 
@@ -92,6 +95,8 @@ def evaluate(settings: ProbeSettings, client: PrometheusClient) -> Evaluation:
             skew_check(skew, settings.skew_threshold, settings.window),
             consumer_count_check(consumers, settings.min_consumers, settings.window),
         )
+        if any(check.reason == NO_DATA for check in checks):
+            checks = _name_a_missing_exporter(checks, settings, client, deadline)
         answered = True
     return Evaluation(
         checks=checks,
@@ -139,11 +144,33 @@ def consumer_count_check(samples: list[Sample], minimum: int, window: str) -> Ch
     return CheckResult(CONSUMER_COUNT, True, worst, minimum)
 
 
+def _name_a_missing_exporter(
+    checks: tuple[CheckResult, ...],
+    settings: ProbeSettings,
+    client: PrometheusClient,
+    deadline: float,
+) -> tuple[CheckResult, ...]:
+    """No series: when kafka_exporter is down or not scraped, say so instead of `no_data`. Only
+    a clear answer changes the reason: a failing query leaves `no_data` as it is."""
+    try:
+        up = client.query(settings.exporter_up_query, deadline)
+    except QueryError:
+        return checks
+    if up and all(sample.value >= 1 for sample in up):
+        return checks
+    found = ", ".join(f"{sample.value:g}" for sample in up) or "no series"
+    detail = f"kafka_exporter is not up ({settings.exporter_up_query}: {found})"
+    return tuple(
+        replace(check, reason=EXPORTER_DOWN, detail=detail) if check.reason == NO_DATA else check
+        for check in checks
+    )
+
+
 def _unusable(check: str, samples: list[Sample], limit: float) -> CheckResult | None:
     # A missing series, NaN or Inf is never healthy: it means the pipeline that should prove
     # health is itself broken.
     if not samples:
-        return CheckResult(check, False, None, limit, "no_data", "the query returned no series")
+        return CheckResult(check, False, None, limit, NO_DATA, "the query returned no series")
     bad = [
         sample.value for sample in samples if math.isnan(sample.value) or math.isinf(sample.value)
     ]

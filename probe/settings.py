@@ -20,6 +20,9 @@ DEFAULT_SKEW_QUERY = 'min_over_time(kafka:group_skew_ratio{consumergroup="$group
 DEFAULT_CONSUMERS_QUERY = (
     'max_over_time(kafka:group_consumer_count{consumergroup="$group"}[$window])'
 )
+# Asked only when a check found no series: is kafka_exporter, which every series comes from,
+# scraped and up? (prometheus.yml's job; CrmEventsKafkaExporterDown watches the same series.)
+DEFAULT_EXPORTER_UP_QUERY = 'max(up{job="kafka_exporter"})'
 # The queries the original checklist wrote. They do the opposite of what it claimed; the window
 # drill runs them beside the defaults to show it.
 SEED_SKEW_QUERY = 'max_over_time(kafka:group_skew_ratio{consumergroup="$group"}[$window])'
@@ -49,6 +52,7 @@ class ProbeSettings:
     consumer_group: str = "crm-events-sse"
     skew_query: str = DEFAULT_SKEW_QUERY
     consumers_query: str = DEFAULT_CONSUMERS_QUERY
+    exporter_up_query: str = DEFAULT_EXPORTER_UP_QUERY
     cache_ttl_seconds: float = 15.0  # one scrape interval
     probe_host: str = "0.0.0.0"
     probe_port: int = 9011

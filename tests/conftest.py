@@ -41,6 +41,7 @@ class FakePrometheus:
         # Healthy by default: no skew, the checklist's minimum of consumers.
         self.skew: object = vector(1.0)
         self.consumers: object = vector(CHECKLIST.min_consumers)
+        self.exporter_up: object = vector(1)  # asked only when a check finds no series
         self.queries: list[str] = []
         self._lock = threading.Lock()
         server.expect_request("/api/v1/query").respond_with_handler(self._answer)
@@ -53,7 +54,10 @@ class FakePrometheus:
         query = request.args["query"]
         with self._lock:
             self.queries.append(query)
-        answer = self.skew if "skew" in query else self.consumers
+        if "up{job=" in query:
+            answer = self.exporter_up
+        else:
+            answer = self.skew if "skew" in query else self.consumers
         if isinstance(answer, Response):  # before callable(): a Response is a WSGI app too
             return answer
         if callable(answer):

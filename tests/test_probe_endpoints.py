@@ -9,7 +9,7 @@ import pytest
 from werkzeug import Response
 
 from harness.contract import CHECKLIST, load
-from probe.settings import ProbeSettings
+from probe.settings import DEFAULT_EXPORTER_UP_QUERY, ProbeSettings
 from tests.conftest import FakePrometheus, vector
 
 
@@ -127,6 +127,42 @@ def test_missing_series_is_no_data_never_healthy(prometheus, settings, serve):
     assert response.status_code == 500
     [failed] = response.json()["failed"]
     assert (failed["check"], failed["reason"]) == ("skew", "no_data")
+    # The exporter was up (the fake's default): asked once, and the reason stays no_data.
+    assert [q for q in prometheus.queries if "up{job=" in q] == [DEFAULT_EXPORTER_UP_QUERY]
+
+
+@pytest.mark.claim("probe.ready")
+@pytest.mark.parametrize(
+    ("up", "found"), [(vector(0), "0"), (vector(), "no series")], ids=["down", "not-scraped"]
+)
+def test_no_series_with_the_exporter_down_names_the_exporter(
+    prometheus, settings, serve, up, found
+):
+    prometheus.skew = vector()
+    prometheus.consumers = vector()
+    prometheus.exporter_up = up
+    response = serve(settings()).get("/ready")
+    assert response.status_code == 500
+    failed = response.json()["failed"]
+    assert {(f["check"], f["reason"]) for f in failed} == {
+        ("skew", "exporter_down"),
+        ("consumer_count", "exporter_down"),
+    }
+    assert all("kafka_exporter is not up" in f["detail"] and found in f["detail"] for f in failed)
+
+
+@pytest.mark.claim("probe.ready")
+def test_the_exporter_is_not_asked_about_while_there_is_data(prometheus, settings, serve):
+    assert serve(settings()).get("/ready").status_code == 200
+    assert [q for q in prometheus.queries if "up{job=" in q] == []
+
+
+@pytest.mark.claim("probe.ready")
+def test_a_failing_exporter_question_leaves_no_data(prometheus, settings, serve):
+    prometheus.skew = vector()
+    prometheus.exporter_up = Response("busy", status=503)
+    failed = serve(settings()).get("/ready").json()["failed"]
+    assert [(f["check"], f["reason"]) for f in failed] == [("skew", "no_data")]
 
 
 # Prometheus' own spelling of the values its float64 can hold beyond numbers.

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 
-from harness.contract import CHECKLIST
-from probe.settings import ProbeSettings, SettingsError
+from harness.contract import CHECKLIST, load
+from probe.settings import DEFAULT_EXPORTER_UP_QUERY, ProbeSettings, SettingsError
 
 pytestmark = [pytest.mark.claim("safety.settings")]
 
@@ -113,6 +114,7 @@ def test_every_field_has_an_environment_variable_that_sets_it():
         "consumer_group": "another.group",
         "skew_query": 'max(kafka:group_skew_ratio{consumergroup="$group"})',
         "consumers_query": 'min(kafka:group_consumer_count{consumergroup="$group"})',
+        "exporter_up_query": 'min(up{job="kafka-exporter"})',
         "cache_ttl_seconds": 2.5,
         "probe_host": "127.0.0.1",
         "probe_port": 19012,
@@ -124,3 +126,14 @@ def test_every_field_has_an_environment_variable_that_sets_it():
     assert [name for name, value in wanted.items() if getattr(defaults, name) == value] == []
     settings = ProbeSettings.from_env({name.upper(): str(value) for name, value in wanted.items()})
     assert dataclasses.asdict(settings) == wanted
+
+
+@pytest.mark.claim("probe.ready")
+def test_the_exporter_question_asks_about_the_job_prometheus_scrapes():
+    """The probe's question after a check found no series, the scrape job of prometheus.yml and
+    the alert that pages for the exporter all name the same job."""
+    matcher = re.fullmatch(r'max\(up\{job="([^"]+)"\}\)', DEFAULT_EXPORTER_UP_QUERY)
+    assert matcher, f"not a max(up{{job=...}}) question: {DEFAULT_EXPORTER_UP_QUERY}"
+    job = matcher.group(1)
+    assert job in {config["job_name"] for config in load().prometheus["scrape_configs"]}
+    assert f'up{{job="{job}"}}' in load().alert("CrmEventsKafkaExporterDown").expr
