@@ -43,6 +43,7 @@ def external_environment(stack: ContainerStack) -> dict[str, str]:
         "one-consumer-down": names(stack.contract.consumer_services[0]),
         "consumers-down": consumers,
         "prometheus-down": names(svc.PROMETHEUS),
+        "exporter-down": names(svc.EXPORTER),
     }
     commands = [
         entry
