@@ -4,57 +4,27 @@ a usage error that names the option."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from harness.contract import CHECKLIST, STACK_DIR_ENV
-from tests.tools import REPO, STACK
+from harness.contract import CHECKLIST
+from tests.tools import STACK, run_sample
 
 pytestmark = pytest.mark.claim("harness.self_test")
 
 
 def run(tmp_path: Path, stack_dir: Path) -> subprocess.CompletedProcess[str]:
     """A run with --stack-dir whose one test prints the stack directory the contract reads."""
-    (tmp_path / "test_where.py").write_text(
-        textwrap.dedent(
-            """
-            from harness.contract import load
+    source = """
+        from harness.contract import load
 
-            def test_where():
-                print("contract reads", load().stack_dir, "window", load().window_s)
-            """
-        )
-    )
-    env = {name: value for name, value in os.environ.items() if name != STACK_DIR_ENV}
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "conftest",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(tmp_path),
-            f"--stack-dir={stack_dir}",
-            "-q",
-            "-s",
-            str(tmp_path / "test_where.py"),
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+        def test_where():
+            print("contract reads", load().stack_dir, "window", load().window_s)
+        """
+    return run_sample(tmp_path, source, f"--stack-dir={stack_dir}", "-s")
 
 
 def test_the_contract_reads_the_given_directory(tmp_path: Path) -> None:

@@ -8,10 +8,7 @@ small test files written here. No Docker.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -27,7 +24,7 @@ from harness.report import (
     Verdict,
     claim_status,
 )
-from tests.tools import REPO
+from tests.tools import run_sample
 
 pytestmark = pytest.mark.claim("harness.self_test")
 
@@ -36,32 +33,14 @@ def certify(
     tmp_path: Path, source: str, env: dict[str, str] | None = None
 ) -> tuple[subprocess.CompletedProcess[str], dict]:
     """Run `source` as a certify run; return the process and evidence.json (or {})."""
-    (tmp_path / "test_sample.py").write_text(textwrap.dedent(source))
     reports = tmp_path / "reports"
-    process = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            "-p",
-            "conftest",
-            "-p",
-            "no:cacheprovider",
-            "--rootdir",
-            str(tmp_path),
-            "--certify",
-            f"--reports-dir={reports}",
-            f"--junitxml={reports}/junit.xml",
-            "-q",
-            str(tmp_path / "test_sample.py"),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        # Only what this test sets: not the settings of the run that runs it (external mode).
-        env={k: v for k, v in os.environ.items() if not k.startswith("CRM_CERT_")} | (env or {}),
+    process = run_sample(
+        tmp_path,
+        source,
+        "--certify",
+        f"--reports-dir={reports}",
+        f"--junitxml={reports}/junit.xml",
+        env=env,
     )
     evidence = reports / "evidence.json"
     return process, json.loads(evidence.read_text()) if evidence.exists() else {}

@@ -6,6 +6,8 @@ import os
 import re
 import shlex
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -171,3 +173,23 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(name)
     return names
+
+
+def run_sample(
+    tmp_path: Path, source: str, *options: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run pytest, with this project's conftest as a plugin, on `source` written to
+    tmp_path/test_sample.py. Only the harness settings given here apply: none of the running
+    suite's own (CRM_CERT_*, as in external mode)."""
+    sample = tmp_path / "test_sample.py"
+    sample.write_text(textwrap.dedent(source))
+    command = [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider"]
+    return subprocess.run(
+        [*command, "--rootdir", str(tmp_path), *options, "-q", str(sample)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CRM_CERT_")} | (env or {}),
+    )
