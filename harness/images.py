@@ -147,11 +147,8 @@ def _hash_inputs(spec: Spec, parent_tag: str | None) -> str:
         add(f"file:{path.relative_to(REPO_ROOT).as_posix()}", path.read_bytes())
         add("mode", str(path.stat().st_mode & 0o111 != 0).encode())
     if spec.name in ("kafka-exporter", "toxiproxy", "prometheus", "alertmanager", "app"):
-        add("go", _go_version().encode())
+        add("go", engines.go_version().encode())
     return digest.hexdigest()[:HASH_LENGTH]
-
-
-_go_version = engines.go_version  # part of the static binaries' inputs
 
 
 def _tag(name: str, cache: dict[str, str]) -> str:
@@ -699,7 +696,7 @@ class Builder:
             (tools / "builder").rename(builder)
         # The collector binary is cached by the hash of its manifest and the Go version.
         key = hashlib.sha256(
-            (context / "builder.yaml").read_bytes() + _go_version().encode()
+            (context / "builder.yaml").read_bytes() + engines.go_version().encode()
         ).hexdigest()[:HASH_LENGTH]
         binary = work / f"otelcol-kafka-{key}"
         if not binary.exists() or self.force:
@@ -727,16 +724,20 @@ class Builder:
         self._build_engine(tag, engines.ALERTMANAGER)
 
     def _build_engine(self, tag: str, release: engines.Release) -> None:
-        """The release's binaries (the same builds the unit tier's promtool and amtool are)."""
-        self._require("go build", "go", "install Go (see .ci/run)")
         context = self._context()
-        try:
-            binaries = engines.ensure(release, run=self._run)
-        except engines.EngineBuildError as error:
-            raise BuildStepError(release.name, "go build", str(error)) from None
+        binaries = self._engine_binaries(release)
         for command in release.commands:
             shutil.copy(binaries / command, context / command)
         self._docker_build(tag, context, "base")
+
+    def _engine_binaries(self, release: engines.Release) -> Path:
+        """The release's binaries, the same builds as the unit tier's promtool and amtool (Go is
+        needed only when they are not built yet)."""
+        assert self._current is not None
+        try:
+            return engines.ensure(release, run=self._run)
+        except engines.EngineBuildError as error:
+            raise BuildStepError(self._current.name, "go build", str(error)) from None
 
     # -- toxiproxy ------------------------------------------------------------------------------
     def _build_toxiproxy(self, tag: str) -> None:
@@ -744,7 +745,7 @@ class Builder:
         self._require(step, "go", "install Go (see .ci/run)")
         context = self._context()
         work = BUILD_DIR / "toxiproxy"
-        key = f"{TOXIPROXY_VERSION}-{_go_version()}"
+        key = f"{TOXIPROXY_VERSION}-{engines.go_version()}"
         binaries = work / f"bin-{key}"
         if not (binaries / "cli").exists() or self.force:
             if binaries.exists():
@@ -788,11 +789,7 @@ class Builder:
         )
         # amtool for the runbooks' `sh stack` blocks, which run from this image on the stack's
         # network: the current engine's, the one the routes are proven with.
-        try:
-            binaries = engines.ensure(engines.ALERTMANAGER, run=self._run)
-        except engines.EngineBuildError as error:
-            raise BuildStepError("app", "go build", str(error)) from None
-        shutil.copy(binaries / "amtool", context / "amtool")
+        shutil.copy(self._engine_binaries(engines.ALERTMANAGER) / "amtool", context / "amtool")
         self._docker_build(tag, context, "base")
 
 
