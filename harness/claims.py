@@ -65,8 +65,9 @@ CLAIMS = (
     Claim(
         "probe.ready",
         "Health probe endpoints",
-        f"`GET /ready` returns 200 when skew <= {C.skew_threshold:g} and consumers >= "
-        f"{C.min_consumers}, 500 naming each failed check otherwise",
+        f"`GET /ready` returns 200 when skew <= {C.skew_threshold:g}, consumers >= "
+        f"{C.min_consumers} and the group commits while messages wait, 500 naming each failed "
+        "check otherwise",
     ),
     Claim(
         "window.spike",
@@ -243,6 +244,21 @@ CLAIMS = (
         "Day-two operations",
         "A fresh deployment with no event produced yet is ready within a few evaluations of its "
         "consumers joining (they commit their starting positions), and no alert fires",
+    ),
+    Claim(
+        "day_two.stalled",
+        "Day-two operations",
+        "Consumers that stay in the group but commit nothing while events wait: the probe "
+        "answers 500 `stalled` once the events have waited a whole window, "
+        "CrmEventsConsumerStalled fires after its for: and CrmEventsServiceDown never does; "
+        "every acknowledged event is consumed after the resume",
+    ),
+    Claim(
+        "day_two.empty_tsdb",
+        "Day-two operations",
+        "Prometheus restarted with an empty TSDB: /ready is trustworthy again within a few "
+        "scrapes, and a breach that began before the restart is never answered 200 on the "
+        "shorter history",
     ),
     Claim(
         "day_two.rolling_restart",

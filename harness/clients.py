@@ -172,7 +172,7 @@ class WebhookClient:
 
 
 class ConsumerControl:
-    """Sets the processing delay of one consumer replica."""
+    """Sets the processing delay of one consumer replica, and pauses or resumes it."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -180,6 +180,9 @@ class ConsumerControl:
 
     def set_delay_ms(self, delay_ms: int) -> None:
         self._http.put("/control", json={"processing_delay_ms": delay_ms}).raise_for_status()
+
+    def set_paused(self, paused: bool) -> None:
+        self._http.put("/control", json={"paused": paused}).raise_for_status()
 
 
 def exporter_metrics(url: str) -> dict[str, float]:

@@ -26,6 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
+import promql_parser as pp
 import yaml
 
 from harness.timescale import parse_duration, scale_milliseconds
@@ -288,6 +289,19 @@ class Contract:
         if name not in self.alerts:
             raise ContractError(f"the rule files have no alert {name!r}")
         return self.alerts[name]
+
+    def alert_longest_range_s(self, name: str) -> float:
+        """The longest range an alert's expression selects (`rate(x[5m])` gives 300)."""
+        ranges: list[float] = []
+
+        def visit(node: Any) -> None:
+            if isinstance(node, pp.MatrixSelector):
+                ranges.append(node.range.total_seconds())
+
+        pp.walk(pp.parse(self.alert(name).expr), visit)
+        if not ranges:
+            raise ContractError(f"alert {name}: no range selector in {self.alert(name).expr}")
+        return max(ranges)
 
     def alert_threshold(self, name: str) -> float:
         """The number an alert's expression compares against (`... > 4` gives 4)."""

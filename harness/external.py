@@ -22,6 +22,8 @@ from harness.settings import HarnessSettings, HarnessSettingsError, add_options,
 from harness.stack import ContainerStack
 from harness.testcontainers_setup import configure_testcontainers
 
+PAUSE, RESUME = '{"paused": true}', '{"paused": false}'
+
 
 def external_environment(stack: ContainerStack) -> dict[str, str]:
     """The running stack described as an external deployment: its endpoints, its time scale and
@@ -35,9 +37,14 @@ def external_environment(stack: ContainerStack) -> dict[str, str]:
     consumers = names(*stack.contract.consumer_services)
     controls = " ".join(f"{url}/control" for url in sorted(endpoints.consumer_urls.values()))
 
+    def control(body: str) -> str:
+        return (
+            f"curl -fsS -X PUT -H 'Content-Type: application/json' -d {shlex.quote(body)} "
+            f"{controls}"
+        )
+
     def set_delay(milliseconds: int) -> str:
-        body = shlex.quote(f'{{"processing_delay_ms": {milliseconds}}}')
-        return f"curl -fsS -X PUT -H 'Content-Type: application/json' -d {body} {controls}"
+        return control(f'{{"processing_delay_ms": {milliseconds}}}')
 
     faults = {
         "one-consumer-down": names(stack.contract.consumer_services[0]),
@@ -56,6 +63,8 @@ def external_environment(stack: ContainerStack) -> dict[str, str]:
     commands += [
         f"consumers-slow:inject={set_delay(stack.hot_key_delay_ms(CHECKLIST.hot_key_events))}",
         f"consumers-slow:restore={set_delay(0)}",
+        f"consumers-paused:inject={control(PAUSE)}",
+        f"consumers-paused:restore={control(RESUME)}",
     ]
     return {
         "CRM_CERT_STACK": "external",

@@ -481,11 +481,32 @@ class ContainerStack(Stack):
                 lambda delay_ms=250, **_: self._set_delays(int(delay_ms)),
                 lambda: self._set_delays(0),
             ),
+            "consumers-paused": (
+                lambda **_: self._set_paused(True),
+                lambda: self._set_paused(False),
+            ),
+            # Stopped, then replaced by a new container of the same definition: a Prometheus
+            # rescheduled without its volume.
+            "prometheus-empty-tsdb": (
+                lambda **_: self.stop_services(svc.PROMETHEUS),
+                self._replace_prometheus,
+            ),
         }
 
     def _set_delays(self, delay_ms: int) -> None:
         for url in self.endpoints.consumer_urls.values():
             ConsumerControl(url).set_delay_ms(delay_ms)
+
+    def _set_paused(self, paused: bool) -> None:
+        for url in self.endpoints.consumer_urls.values():
+            ConsumerControl(url).set_paused(paused)
+
+    def _replace_prometheus(self) -> None:
+        old = self.containers.pop(svc.PROMETHEUS)
+        old.get_wrapped_container().remove(force=True, v=True)
+        new = svc.Prometheus(self.images.prometheus, self.run)
+        new.ports = old.ports  # the suites and the timeline keep their URL
+        self._start_together(new)
 
 
 class ExternalStack(Stack):

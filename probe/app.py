@@ -78,7 +78,7 @@ def health() -> tuple[Response, int]:
 
 @endpoints.get("/ready")
 def ready() -> tuple[Response, int]:
-    """Readiness: 200 when both checks pass over the window, else 500 naming each failed check."""
+    """Readiness: 200 when every check passes over the window, else 500 naming each failed one."""
     evaluation = _probe().shared.get()
     if evaluation is None:
         body = {

@@ -14,7 +14,9 @@ from probe.settings import ProbeSettings
 
 SKEW = "skew"
 CONSUMER_COUNT = "consumer_count"
+PROGRESS = "progress"
 NO_DATA = "no_data"
+STALLED = "stalled"
 EXPORTER_DOWN = "exporter_down"
 
 
@@ -24,8 +26,9 @@ class CheckResult:
     passed: bool
     value: float | None
     limit: float
-    # None when passed; otherwise one of: threshold_exceeded, below_minimum, no_data,
-    # exporter_down (no data, and kafka_exporter is not up), invalid_value (NaN or Inf),
+    # None when passed; otherwise one of: threshold_exceeded, below_minimum, stalled (messages
+    # waited the whole window and the group committed nothing), no_data, exporter_down (no data
+    # or a stall, and kafka_exporter is not up), invalid_value (NaN or Inf),
     # prometheus_unavailable.
     reason: str | None = None
     detail: str = ""
@@ -74,19 +77,22 @@ class Evaluation:
 
 
 def evaluate(settings: ProbeSettings, client: PrometheusClient) -> Evaluation:
-    """Run both checks. Prometheus failing after its attempts fails both: no unverified ready."""
+    """Run every check. Prometheus failing after its attempts fails them all: no unverified
+    ready."""
     started = time.monotonic()
     deadline = started + settings.evaluation_budget_s
     queries = settings.queries
     try:
         skew = client.query(queries[SKEW], deadline)
         consumers = client.query(queries[CONSUMER_COUNT], deadline)
+        progress = client.query(queries[PROGRESS], deadline)
     except QueryError as error:
         checks = tuple(
             CheckResult(name, False, None, limit, "prometheus_unavailable", str(error))
             for name, limit in (
                 (SKEW, settings.skew_threshold),
                 (CONSUMER_COUNT, settings.min_consumers),
+                (PROGRESS, 0),
             )
         )
         answered = False
@@ -94,8 +100,9 @@ def evaluate(settings: ProbeSettings, client: PrometheusClient) -> Evaluation:
         checks = (
             skew_check(skew, settings.skew_threshold, settings.window),
             consumer_count_check(consumers, settings.min_consumers, settings.window),
+            progress_check(progress, settings.window),
         )
-        if any(check.reason == NO_DATA for check in checks):
+        if any(check.reason in (NO_DATA, STALLED) for check in checks):
             checks = _name_a_missing_exporter(checks, settings, client, deadline)
         answered = True
     return Evaluation(
@@ -144,14 +151,33 @@ def consumer_count_check(samples: list[Sample], minimum: int, window: str) -> Ch
     return CheckResult(CONSUMER_COUNT, True, worst, minimum)
 
 
+def progress_check(samples: list[Sample], window: str) -> CheckResult:
+    """Fails when messages waited through the whole window and the group committed nothing."""
+    problem = _unusable(PROGRESS, samples, 0)
+    if problem:
+        return problem
+    waiting = max(sample.value for sample in samples)
+    if waiting > 0:
+        return CheckResult(
+            PROGRESS,
+            False,
+            waiting,
+            0,
+            STALLED,
+            f"{waiting:g} messages waited the whole {window} window and the group committed none",
+        )
+    return CheckResult(PROGRESS, True, waiting, 0)
+
+
 def _name_a_missing_exporter(
     checks: tuple[CheckResult, ...],
     settings: ProbeSettings,
     client: PrometheusClient,
     deadline: float,
 ) -> tuple[CheckResult, ...]:
-    """No series: when kafka_exporter is down or not scraped, say so instead of `no_data`. Only
-    a clear answer changes the reason: a failing query leaves `no_data` as it is."""
+    """No series, or offsets that never moved: when kafka_exporter is down or not scraped, say so
+    instead of `no_data` or `stalled` (a stopped exporter's last samples never move either).
+    Only a clear answer changes the reason: a failing query leaves the reason as it is."""
     try:
         up = client.query(settings.exporter_up_query, deadline)
     except QueryError:
@@ -161,7 +187,9 @@ def _name_a_missing_exporter(
     found = ", ".join(f"{sample.value:g}" for sample in up) or "no series"
     detail = f"kafka_exporter is not up ({settings.exporter_up_query}: {found})"
     return tuple(
-        replace(check, reason=EXPORTER_DOWN, detail=detail) if check.reason == NO_DATA else check
+        replace(check, reason=EXPORTER_DOWN, detail=detail)
+        if check.reason in (NO_DATA, STALLED)
+        else check
         for check in checks
     )
 

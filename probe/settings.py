@@ -20,8 +20,21 @@ DEFAULT_SKEW_QUERY = 'min_over_time(kafka:group_skew_ratio{consumergroup="$group
 DEFAULT_CONSUMERS_QUERY = (
     'max_over_time(kafka:group_consumer_count{consumergroup="$group"}[$window])'
 )
-# Asked only when a check found no series: is kafka_exporter, which every series comes from,
-# scraped and up? (prometheus.yml's job; CrmEventsKafkaExporterDown watches the same series.)
+# Messages that waited through the whole window while the group committed no offset on the
+# topic: 0 while the group consumes or nothing waits. Members that hold partitions with work
+# waiting and never commit are stalled, which neither the skew nor the member count shows
+# (docs/design.md, section 4). increase() needs two samples of the committed offsets, so a
+# Prometheus with less history than that answers no series rather than "stalled".
+DEFAULT_PROGRESS_QUERY = (
+    'min_over_time(kafka:group_lag_sum{consumergroup="$group"}[$window])'
+    " * on (consumergroup, topic) ("
+    "sum by (consumergroup, topic) ("
+    'increase(kafka_consumergroup_current_offset{consumergroup="$group"}[$window])'
+    ") == bool 0)"
+)
+# Asked only when a check found no series or a stall: is kafka_exporter, which every series
+# comes from, scraped and up? A stopped exporter also looks like offsets that never move.
+# (prometheus.yml's job; CrmEventsKafkaExporterDown watches the same series.)
 DEFAULT_EXPORTER_UP_QUERY = 'max(up{job="kafka_exporter"})'
 # The queries the original checklist wrote. They do the opposite of what it claimed; the window
 # drill runs them beside the defaults to show it.
@@ -52,6 +65,7 @@ class ProbeSettings:
     consumer_group: str = "crm-events-sse"
     skew_query: str = DEFAULT_SKEW_QUERY
     consumers_query: str = DEFAULT_CONSUMERS_QUERY
+    progress_query: str = DEFAULT_PROGRESS_QUERY
     exporter_up_query: str = DEFAULT_EXPORTER_UP_QUERY
     cache_ttl_seconds: float = 15.0  # one scrape interval
     probe_host: str = "0.0.0.0"
@@ -88,7 +102,7 @@ class ProbeSettings:
             yield "cache_ttl_seconds", "must be 0 or more"
         if not GROUP_NAME.match(self.consumer_group):
             yield "consumer_group", "only letters, digits, '.', '_' and '-' (it goes into PromQL)"
-        for name in ("skew_query", "consumers_query"):
+        for name in ("skew_query", "consumers_query", "progress_query"):
             problem = _template_problem(getattr(self, name))
             if problem:
                 yield name, problem
@@ -138,12 +152,16 @@ class ProbeSettings:
 
     @property
     def queries(self) -> dict[str, str]:
-        """The two PromQL queries in force, by check name."""
+        """The PromQL queries of the checks in force, by check name."""
 
         def render(template: str) -> str:
             return Template(template).substitute(group=self.consumer_group, window=self.window)
 
-        return {"skew": render(self.skew_query), "consumer_count": render(self.consumers_query)}
+        return {
+            "skew": render(self.skew_query),
+            "consumer_count": render(self.consumers_query),
+            "progress": render(self.progress_query),
+        }
 
 
 def _integer(raw: str) -> int:

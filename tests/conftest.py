@@ -34,13 +34,14 @@ def vector(*values: float | str, group: str = CHECKLIST.group) -> dict[str, obje
 
 
 class FakePrometheus:
-    """Answers the probe's two queries with values a test sets; records every query it got."""
+    """Answers the probe's queries with values a test sets; records every query it got."""
 
     def __init__(self, server: HTTPServer) -> None:
         self.server = server
         # Healthy by default: no skew, the checklist's minimum of consumers.
         self.skew: object = vector(1.0)
         self.consumers: object = vector(CHECKLIST.min_consumers)
+        self.progress: object = vector(0)  # no message waited the whole window uncommitted
         self.exporter_up: object = vector(1)  # asked only when a check finds no series
         self.queries: list[str] = []
         self._lock = threading.Lock()
@@ -56,6 +57,8 @@ class FakePrometheus:
             self.queries.append(query)
         if "up{job=" in query:
             answer = self.exporter_up
+        elif "current_offset" in query:
+            answer = self.progress
         else:
             answer = self.skew if "skew" in query else self.consumers
         if isinstance(answer, Response):  # before callable(): a Response is a WSGI app too

@@ -14,6 +14,9 @@ from tests.test_probe_prometheus_failures import hang
 # What /ready answers while a cached evaluation stands.
 pytestmark = [pytest.mark.claim("probe.ready")]
 
+# One evaluation asks one skew, one consumer-count and one progress query.
+PER_EVALUATION = 3
+
 
 def test_concurrent_callers_share_one_evaluation(prometheus, settings, serve):
     prometheus.skew = hang(0.3)  # keep the evaluation in flight while the others arrive
@@ -21,7 +24,7 @@ def test_concurrent_callers_share_one_evaluation(prometheus, settings, serve):
     with ThreadPoolExecutor(max_workers=12) as pool:
         codes = list(pool.map(lambda _: client.get("/ready").status_code, range(48)))
     assert codes == [200] * 48
-    assert len(prometheus.queries) == 2  # one evaluation: one skew and one consumer query
+    assert len(prometheus.queries) == PER_EVALUATION  # one evaluation
 
 
 def test_cached_answer_is_served_until_the_ttl_expires(prometheus, settings, serve):
@@ -29,17 +32,17 @@ def test_cached_answer_is_served_until_the_ttl_expires(prometheus, settings, ser
     assert client.get("/ready").status_code == 200
     prometheus.consumers = vector(CHECKLIST.min_consumers - 1)
     assert client.get("/ready").status_code == 200, "within the TTL the cached answer stands"
-    assert len(prometheus.queries) == 2
+    assert len(prometheus.queries) == PER_EVALUATION
     time.sleep(0.6)  # the TTL itself is what is under test here
     assert client.get("/ready").status_code == 500
-    assert len(prometheus.queries) == 4
+    assert len(prometheus.queries) == 2 * PER_EVALUATION
 
 
 def test_ttl_zero_evaluates_every_sequential_call(prometheus, settings, serve):
     client = serve(settings(cache_ttl_seconds=0))
     for _ in range(3):
         client.get("/ready")
-    assert len(prometheus.queries) == 6
+    assert len(prometheus.queries) == 3 * PER_EVALUATION
 
 
 @pytest.mark.claim("safety.prometheus_slow")

@@ -14,11 +14,14 @@ from tests.conftest import FakePrometheus, vector
 
 
 def sustained_breach_queries(window: str) -> list[str]:
-    """The two queries the probe must send: a breach counts only when it held the whole window."""
+    """The queries the probe must send: a breach counts only when it held the whole window."""
     matcher = f'consumergroup="{CHECKLIST.group}"'
     return [
         f"min_over_time(kafka:group_skew_ratio{{{matcher}}}[{window}])",
         f"max_over_time(kafka:group_consumer_count{{{matcher}}}[{window}])",
+        f"min_over_time(kafka:group_lag_sum{{{matcher}}}[{window}])"
+        " * on (consumergroup, topic) (sum by (consumergroup, topic) ("
+        f"increase(kafka_consumergroup_current_offset{{{matcher}}}[{window}])) == bool 0)",
     ]
 
 
@@ -109,6 +112,37 @@ def test_every_failed_check_is_named(prometheus, settings, serve):
         "skew check failed",
         "consumer_count check failed",
     ]
+    prometheus.progress = vector(7)
+    assert [f["message"] for f in serve(settings()).get("/ready").json()["failed"]] == [
+        "skew check failed",
+        "consumer_count check failed",
+        "progress check failed",
+    ]
+
+
+@pytest.mark.claim("probe.ready")
+def test_messages_waiting_the_whole_window_uncommitted_are_stalled(prometheus, serve, in_force):
+    client = serve(in_force)
+    prometheus.progress = vector(0)
+    assert client.get("/ready").status_code == 200, "nothing waited uncommitted: healthy"
+    prometheus.progress = vector(0, 1)
+    response = client.get("/ready")
+    assert response.status_code == 500, "one message that waited the whole window is a stall"
+    [failed] = response.json()["failed"]
+    assert failed["message"] == "progress check failed"
+    assert (failed["check"], failed["reason"], failed["value"]) == ("progress", "stalled", 1)
+    assert "committed none" in failed["detail"]
+    # A stall is only called one while the exporter, whose offsets it reads, is up.
+    assert [q for q in prometheus.queries if "up{job=" in q] == [DEFAULT_EXPORTER_UP_QUERY]
+
+
+@pytest.mark.claim("probe.ready")
+def test_a_stall_seen_while_the_exporter_is_down_names_the_exporter(prometheus, settings, serve):
+    prometheus.progress = vector(12)
+    prometheus.exporter_up = vector(0)
+    failed = serve(settings()).get("/ready").json()["failed"]
+    assert [(f["check"], f["reason"]) for f in failed] == [("progress", "exporter_down")]
+    assert "kafka_exporter is not up" in failed[0]["detail"]
 
 
 @pytest.mark.claim("probe.ready")
@@ -167,11 +201,12 @@ def test_a_failing_exporter_question_leaves_no_data(prometheus, settings, serve)
 
 # Prometheus' own spelling of the values its float64 can hold beyond numbers.
 @pytest.mark.claim("probe.ready")
-@pytest.mark.parametrize("check", ["skew", "consumer_count"])
+@pytest.mark.parametrize("check", ["skew", "consumer_count", "progress"])
 @pytest.mark.parametrize("value", ["NaN", "+Inf", "-Inf"])
 def test_nan_and_inf_are_never_healthy(prometheus, settings, serve, check, value):
     prometheus.skew = vector(value if check == "skew" else CHECKLIST.skew_threshold)
     prometheus.consumers = vector(value if check == "consumer_count" else CHECKLIST.min_consumers)
+    prometheus.progress = vector(value if check == "progress" else 0)
     response = serve(settings()).get("/ready")
     assert response.status_code == 500, f"{check} = {value} answered healthy"
     [failed] = response.json()["failed"]
@@ -257,11 +292,13 @@ def test_query_templates_and_window_are_settings(prometheus, settings, serve):
         consumer_group="other.group",
         skew_query='max_over_time(kafka:group_skew_ratio{consumergroup="$group"}[$window])',
         consumers_query='min_over_time(kafka:group_consumer_count{consumergroup="$group"}[$window])',
+        progress_query='max(kafka_consumergroup_current_offset{consumergroup="$group"}) * 0',
     )
     serve(probe_settings).get("/ready")
     assert prometheus.queries == [
         'max_over_time(kafka:group_skew_ratio{consumergroup="other.group"}[20s])',
         'min_over_time(kafka:group_consumer_count{consumergroup="other.group"}[20s])',
+        'max(kafka_consumergroup_current_offset{consumergroup="other.group"}) * 0',
     ]
 
 

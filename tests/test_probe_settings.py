@@ -114,6 +114,7 @@ def test_every_field_has_an_environment_variable_that_sets_it():
         "consumer_group": "another.group",
         "skew_query": 'max(kafka:group_skew_ratio{consumergroup="$group"})',
         "consumers_query": 'min(kafka:group_consumer_count{consumergroup="$group"})',
+        "progress_query": 'max(kafka:group_lag_sum{consumergroup="$group"})',
         "exporter_up_query": 'min(up{job="kafka-exporter"})',
         "cache_ttl_seconds": 2.5,
         "probe_host": "127.0.0.1",

@@ -1,5 +1,9 @@
 """Consume, process (with a delay drills can set), commit, record: one message at a time.
 
+Drills can also pause consumption: the replica stays in the group (it keeps polling, so it
+heartbeats and serves rebalances) but fetches nothing, as a consumer blocked on a downstream
+dependency does.
+
 At-least-once: the offset of a message is committed only after it was processed, so a crash
 between the two replays the message instead of losing it. Every processed message is logged as
 one JSON line with its id, which is how the drills count deliveries.
@@ -99,6 +103,8 @@ class CrmEventsConsumer:
         self.consuming = threading.Event()  # set while the consume loop runs
         self._delay_s = settings.processing_delay_ms / 1000
         self.metrics.delay.set(self._delay_s)
+        self.paused = False  # set from the control thread, applied by the consume loop
+        self._paused_applied = False
         self._kafka = Consumer(
             {
                 "bootstrap.servers": settings.bootstrap_servers,
@@ -130,6 +136,7 @@ class CrmEventsConsumer:
         self.consuming.set()
         try:
             while not self.stopping.is_set():
+                self._apply_pause()
                 message = self._kafka.poll(0.5)
                 if message is None:
                     continue
@@ -140,6 +147,10 @@ class CrmEventsConsumer:
                             "consume error", extra={"event": "kafka_error", "error": str(error)}
                         )
                     continue
+                if self._paused_applied:
+                    # Fetched before the pause took effect: leave it for after the resume.
+                    self._rewind(message)
+                    continue
                 self._process(message)
         finally:
             self.consuming.clear()
@@ -147,6 +158,27 @@ class CrmEventsConsumer:
             # session timeout. Offsets are already committed message by message.
             self._kafka.close()
             log.info("left the group", extra={"event": "stop"})
+
+    def _apply_pause(self) -> None:
+        """Pause or resume the assigned partitions from the consume loop, which owns the
+        client; partitions assigned while paused are paused on assignment (_on_assign)."""
+        wanted = self.paused
+        if wanted == self._paused_applied:
+            return
+        assignment = self._kafka.assignment()
+        if assignment:
+            (self._kafka.pause if wanted else self._kafka.resume)(assignment)
+        self._paused_applied = wanted
+        log.info("paused" if wanted else "resumed", extra={"event": "pause", "paused": wanted})
+
+    def _rewind(self, message: Message) -> None:
+        partition, offset = message.partition(), message.offset()
+        if partition is None or offset is None:
+            return
+        try:
+            self._kafka.seek(TopicPartition(message.topic() or "", partition, offset))
+        except KafkaException as error:
+            log.warning("rewind failed", extra={"event": "rewind_failed", "error": str(error)})
 
     def _process(self, message: Message) -> None:
         if self._delay_s:
@@ -177,6 +209,8 @@ class CrmEventsConsumer:
     def _on_assign(self, consumer: Consumer, partitions: list) -> None:
         self.metrics.assigned.set(len(partitions))
         self._commit_starting_positions(consumer, partitions)
+        if self._paused_applied and partitions:
+            consumer.pause(partitions)
         # Series from the first assignment on, at 0: rates over them are 0, not absent.
         for assigned in partitions:
             labels = (assigned.topic, str(assigned.partition))
@@ -225,7 +259,7 @@ class CrmEventsConsumer:
 
 def control_app(consumer: CrmEventsConsumer) -> Flask:
     """/metrics for Prometheus; /health for this replica's own liveness and readiness; /control
-    to read and (drills only) set the processing delay."""
+    to read and (drills only) set the processing delay and pause consumption."""
     app = Flask("consumer")
 
     @app.get("/health")
@@ -243,18 +277,33 @@ def control_app(consumer: CrmEventsConsumer) -> Flask:
 
     @app.get("/control")
     def read_control() -> Response:
-        return jsonify(processing_delay_ms=consumer.delay_ms, instance=consumer.settings.instance)
+        return jsonify(
+            processing_delay_ms=consumer.delay_ms,
+            paused=consumer.paused,
+            instance=consumer.settings.instance,
+        )
 
     @app.put("/control")
     def write_control() -> tuple[Response, int]:
         if not consumer.settings.control_enabled:
             return jsonify(error="control is disabled (CONTROL_ENABLED=true enables it)"), 403
-        body = request.get_json(silent=True) or {}
-        delay = body.get("processing_delay_ms")
-        if not isinstance(delay, int) or not 0 <= delay <= 60_000:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict) or not body.keys() & {"processing_delay_ms", "paused"}:
+            return jsonify(error="send processing_delay_ms, paused or both"), 400
+        unknown = sorted(body.keys() - {"processing_delay_ms", "paused"})
+        if unknown:
+            return jsonify(error=f"unknown fields: {', '.join(unknown)}"), 400
+        delay = body.get("processing_delay_ms", consumer.delay_ms)
+        # bool is an int in Python: refuse true/false as a delay.
+        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= 60_000:
             return jsonify(error="processing_delay_ms must be an integer from 0 to 60000"), 400
-        consumer.delay_ms = delay
-        return jsonify(processing_delay_ms=consumer.delay_ms), 200
+        paused = body.get("paused", consumer.paused)
+        if not isinstance(paused, bool):
+            return jsonify(error="paused must be true or false"), 400
+        if delay != consumer.delay_ms:
+            consumer.delay_ms = delay
+        consumer.paused = paused
+        return jsonify(processing_delay_ms=consumer.delay_ms, paused=consumer.paused), 200
 
     return app
 
