@@ -137,6 +137,7 @@ def stack(request: pytest.FixtureRequest, settings: HarnessSettings) -> Iterator
             started.start()
             report = request.config.pluginmanager.get_plugin("crm-cert-report")
             if report is not None:
+                report.images_used = (images.selection, images.reason)
                 report.stack_startup_s = {
                     "image build or check": started.startup_s["images"],
                     "stack start-up": started.startup_s["total"],

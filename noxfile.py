@@ -70,7 +70,7 @@ def acceptance(session: nox.Session) -> None:
 
 @nox.session(default=False)
 def drill(session: nox.Session) -> None:
-    """Drills: hot-key skew, window semantics, Prometheus faults, broker loss, rebalance, day two."""
+    """Drills: hot-key skew, window semantics, Prometheus faults, broker loss, day two."""
     install(session, "test")
     session.run("pytest", "drills", f"--junitxml={REPORTS}/junit-drills.xml", *session.posargs)
 

@@ -31,6 +31,8 @@ from rich.console import Console
 from rich.table import Table
 from werkzeug import Request, Response
 
+from harness.contract import CHECKLIST
+
 MAX_REQUESTS_PER_CALLER = 5_000
 
 
@@ -60,7 +62,7 @@ class CountingPrometheus:
             "data": {
                 "resultType": "vector",
                 "result": [
-                    {"metric": {"consumergroup": "crm-events-sse"}, "value": [time.time(), value]}
+                    {"metric": {"consumergroup": CHECKLIST.group}, "value": [time.time(), value]}
                 ],
             },
         }

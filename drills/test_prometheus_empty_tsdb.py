@@ -25,17 +25,23 @@ EVALUATION_S = (
 ) / 1000
 # The harness notices Prometheus' /-/ready within its poll interval (0.25 s).
 READY_POLL_S = 0.5
+# A starting Prometheus creates its scrape pools at the first tick of its discovery reload
+# interval (the hidden flag --scrape.discovery-reload-interval, 5 s unless set, and never
+# scaled): no target is scraped before it.
+DISCOVERY_RELOAD_S = 5.0
 
 # Replacing Prometheus is the harness's own doing: a deployment's TSDB is its history.
 pytestmark = [pytest.mark.containers_only, pytest.mark.destructive]
 
 
-def timings(stack) -> tuple[float, float, float]:
-    contract = stack.contract
+def first_judgement_s(stack) -> float:
+    """The latest a new Prometheus' first judgement of the group may reach /ready: the scrape
+    pools at the first discovery reload, two scrapes of the exporter (the first within one
+    interval of it), a rule evaluation, then one cache TTL and one evaluation of the probe."""
+    evaluation = stack.seconds(stack.contract.evaluation_s)
+    ttl = stack.seconds(stack.contract.probe_cache_ttl_s)
     return (
-        stack.scrape_s,
-        stack.seconds(contract.evaluation_s),
-        stack.seconds(contract.probe_cache_ttl_s),
+        DISCOVERY_RELOAD_S + 2 * stack.scrape_s + evaluation + ttl + EVALUATION_S + READY_POLL_S + 1
     )
 
 
@@ -45,8 +51,12 @@ def test_a_healthy_group_is_ready_again_within_two_scrapes_of_an_empty_prometheu
 ):
     stack = containers
     wait_for_steady_state(stack, probe, prometheus)
-    scrape, evaluation, ttl = timings(stack)
-    episode = Episode("Prometheus with an empty TSDB", stack, probe, floor_s=2 * scrape)
+    episode = Episode(
+        "Prometheus with an empty TSDB",
+        stack,
+        probe,
+        floor_s=DISCOVERY_RELOAD_S + 2 * stack.scrape_s,
+    )
     with stack.fault("prometheus-empty-tsdb"):
         stopped = episode.mark("Prometheus stopped")
         episode.watch_until(
@@ -69,13 +79,9 @@ def test_a_healthy_group_is_ready_again_within_two_scrapes_of_an_empty_prometheu
 
     assert away.failed_reasons == {"prometheus_unavailable"}, away.body
     assert answers.ready, answers.body
-    # Two scrapes of the exporter (the first within one interval of the start), a rule
-    # evaluation, then one cache TTL and one evaluation of the probe.
     ready_after = ready.t - answering
-    assert ready_after >= scrape - READY_POLL_S, f"ready {ready_after:.1f}s after the start"
-    assert ready_after <= 2 * scrape + evaluation + ttl + EVALUATION_S + READY_POLL_S + 1, (
-        f"ready only {ready_after:.1f}s after the start"
-    )
+    assert ready_after >= DISCOVERY_RELOAD_S - READY_POLL_S, f"ready {ready_after:.1f}s after"
+    assert ready_after <= first_judgement_s(stack), f"ready only {ready_after:.1f}s after"
     wait_for_steady_state(stack, probe, prometheus)
 
 
@@ -85,7 +91,6 @@ def test_a_breach_that_began_before_the_restart_is_never_ready_on_the_shorter_hi
 ):
     stack = containers
     wait_for_steady_state(stack, probe, prometheus)
-    scrape, evaluation, ttl = timings(stack)
     window = stack.window_s
     episode = Episode(
         "a consumer down across an empty-TSDB restart", stack, probe, floor_s=2 * window
@@ -106,7 +111,7 @@ def test_a_breach_that_began_before_the_restart_is_never_ready_on_the_shorter_hi
                 "consumer_count check failed" in m.failed
                 and "progress check failed" not in m.failed
             ),
-            timeout=2 * scrape + evaluation + ttl + EVALUATION_S + 10,
+            timeout=first_judgement_s(stack) + 10,
         )
         answer = probe.ready()
         episode.watch_for(max(0.0, answering + window - episode.now()))
@@ -130,7 +135,7 @@ def test_a_breach_that_began_before_the_restart_is_never_ready_on_the_shorter_hi
     evidence.record("/ready 200 after the consumer started", round(ready.t - restarted, 1), "s")
 
     assert answer.failed_reasons == {"below_minimum"}, answer.body
-    assert judged.t - answering <= 2 * scrape + evaluation + ttl + EVALUATION_S + READY_POLL_S + 1
+    assert judged.t - answering <= first_judgement_s(stack)
     assert ready_moments == [], f"ready with a consumer down: {ready_moments[:3]}"
     assert len(after_restart) >= episode.min_observations(whole - answering)
     assert all(m.known for m in after_restart), [m for m in after_restart if not m.known][:3]

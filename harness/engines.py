@@ -58,10 +58,16 @@ class Release:
     version: str  # the release, as the binaries report it
     commands: tuple[str, ...]
     placeholders: tuple[str, ...] = ()  # embedded files a module zip lacks
+    tags: tuple[str, ...] = ()  # Go build tags
 
     @property
     def pin(self) -> str:
         return f"{self.module}@{self.module_version}"
+
+    @property
+    def build_key(self) -> str:
+        """What the binaries are built from: the pin and the build tags."""
+        return self.pin + "".join(f"+{tag}" for tag in self.tags)
 
 
 PROMETHEUS = Release(
@@ -70,6 +76,9 @@ PROMETHEUS = Release(
     "v0.316.0",
     "3.16.0",
     ("prometheus", "promtool"),
+    # Only the service discovery stack/prometheus/prometheus.yml uses (static and DNS): the cloud
+    # and Kubernetes SDKs are most of a cold build. The upstream image keeps them all.
+    tags=("remove_all_sd", "enable_dns_sd"),
 )
 ALERTMANAGER = Release(
     "alertmanager",
@@ -104,7 +113,8 @@ def go_version() -> str:
 
 
 def binaries_dir(release: Release) -> Path:
-    return TOOLS_DIR / f"{release.name}-{release.version}-{go_version() or 'nogo'}"
+    tags = "".join(f"+{tag}" for tag in release.tags)
+    return TOOLS_DIR / f"{release.name}-{release.version}-{go_version() or 'nogo'}{tags}"
 
 
 def ensure(release: Release, run: Runner | None = None) -> Path:
@@ -133,9 +143,10 @@ def ensure(release: Release, run: Runner | None = None) -> Path:
         f" -X {VERSION_PACKAGE}.Branch=HEAD -X {VERSION_PACKAGE}.BuildUser=crm-cert"
     )
     packages = [f"./cmd/{command}" for command in release.commands]
+    tags = [f"-tags={','.join(release.tags)}"] if release.tags else []
     run(
         f"go build {' '.join(release.commands)}",
-        ["go", "build", "-trimpath", f"-ldflags={ldflags}", "-o", str(staging), *packages],
+        ["go", "build", "-trimpath", *tags, f"-ldflags={ldflags}", "-o", str(staging), *packages],
         cwd=work,
         env={**GO_ENV, "GOWORK": "off"},  # the zip's go.work names modules the zip leaves out
     )

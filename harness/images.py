@@ -16,8 +16,10 @@ Every offline image is tagged ``crm-cert/<name>:<hash>``, the hash covering the 
 (Dockerfile, the files copied in, package lists, pinned versions, the parent's tag), so a second
 build finds every tag present and builds nothing.
 
-Selection: ``ensure_images(selection)`` with ``"upstream"`` or ``"offline"`` (default: the
-``CRM_CERT_IMAGES`` environment variable, else ``upstream``); every image name can be overridden
+Selection: ``ensure_images(selection)`` with ``"auto"``, ``"upstream"`` or ``"offline"`` (default:
+the ``CRM_CERT_IMAGES`` environment variable, else ``auto``: upstream when the registries the
+upstream images come from answer, offline otherwise; the choice is printed with its reason
+(``choose``)); every image name can be overridden
 with ``CRM_CERT_IMAGE_<FIELD>`` (``CRM_CERT_IMAGE_KAFKA``, ``CRM_CERT_IMAGE_KAFKA_EXPORTER``, ...;
 ``CRM_CERT_IMAGE_GRAFANA=`` empty means no Grafana). An overridden image is never built.
 """
@@ -39,6 +41,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import httpx
 
 from harness import engines
 
@@ -65,7 +69,10 @@ BASE_ENV = {
 
 SELECTION_ENV = "CRM_CERT_IMAGES"
 OVERRIDE_ENV_PREFIX = "CRM_CERT_IMAGE_"
-SELECTIONS = ("upstream", "offline")
+SELECTIONS = ("auto", "upstream", "offline")
+# Where the upstream set's images come from; `auto` asks each whether it answers.
+REGISTRIES = ("registry-1.docker.io", "ghcr.io")
+REGISTRY_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,15 @@ class ImageSet:
     toxiproxy: str
     app: str
     grafana: str | None
+    # Which set, and why it was chosen (printed, and in the report).
+    selection: str = ""
+    reason: str = ""
+
+
+# The fields that name an image (CRM_CERT_IMAGE_<FIELD> overrides each).
+IMAGE_FIELDS = tuple(
+    f.name for f in dataclasses.fields(ImageSet) if f.name not in ("selection", "reason")
+)
 
 
 # --- the offline images: what each one is made of --------------------------------------------
@@ -115,10 +131,12 @@ SPECS: dict[str, Spec] = {
         ),
         Spec("kafka", "kafka", "base"),
         Spec("kafka-exporter", "kafka_exporter", "base", pins=(OTELCOL_BUILDER,)),
-        Spec("prometheus", "prometheus", "base", pins=(engines.PROMETHEUS.pin,)),
-        Spec("alertmanager", "alertmanager", "base", pins=(engines.ALERTMANAGER.pin,)),
+        Spec("prometheus", "prometheus", "base", pins=(engines.PROMETHEUS.build_key,)),
+        Spec("alertmanager", "alertmanager", "base", pins=(engines.ALERTMANAGER.build_key,)),
         Spec("toxiproxy", "toxiproxy", None, pins=(f"{TOXIPROXY_MODULE}@{TOXIPROXY_VERSION}",)),
-        Spec("app", "app", "base", pins=(engines.ALERTMANAGER.pin,), extra_inputs=_app_sources),
+        Spec(
+            "app", "app", "base", pins=(engines.ALERTMANAGER.build_key,), extra_inputs=_app_sources
+        ),
     )
 }
 ORDER = list(SPECS)
@@ -195,38 +213,77 @@ UPSTREAM: ImageSet = _upstream()
 
 
 def _selection(selection: str | None) -> str:
-    chosen = (selection or os.environ.get(SELECTION_ENV) or "upstream").strip().lower()
+    chosen = (selection or os.environ.get(SELECTION_ENV) or "auto").strip().lower()
     if chosen not in SELECTIONS:
         raise ValueError(f"image selection must be one of {SELECTIONS}, not {chosen!r}")
     return chosen
 
 
+def registry_problem(host: str) -> str | None:
+    """Why a registry's API does not answer from here, or None when it does (any HTTP status,
+    401 included: an answer is all `auto` needs; pulls may still need credentials)."""
+    try:
+        httpx.get(f"https://{host}/v2/", timeout=REGISTRY_TIMEOUT_S)
+    except httpx.HTTPError as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
+@dataclass(frozen=True)
+class Choice:
+    selection: str  # "upstream" or "offline"
+    reason: str
+
+
+def choose(
+    selection: str | None = None, problem: Callable[[str], str | None] = registry_problem
+) -> Choice:
+    """The image set a run uses and why: the one asked for, or for `auto` upstream when every
+    registry of the upstream images answers from this machine, else offline."""
+    chosen = _selection(selection)
+    if chosen != "auto":
+        return Choice(chosen, f"asked for ({SELECTION_ENV} or --images)")
+    for host in REGISTRIES:
+        found = problem(host)
+        if found:
+            return Choice("offline", f"auto: {host} does not answer ({found[:160]})")
+    return Choice("upstream", f"auto: {' and '.join(REGISTRIES)} answer")
+
+
 def _overrides() -> dict[str, str | None]:
     found: dict[str, str | None] = {}
-    for f in dataclasses.fields(ImageSet):
-        value = os.environ.get(OVERRIDE_ENV_PREFIX + f.name.upper())
+    for name in IMAGE_FIELDS:
+        value = os.environ.get(OVERRIDE_ENV_PREFIX + name.upper())
         if value is not None:
-            found[f.name] = value.strip() or None
+            found[name] = value.strip() or None
     return found
 
 
-def image_set(selection: str | None = None) -> ImageSet:
+def image_set(selection: str | Choice | None = None) -> ImageSet:
     """The images a run uses, with env overrides applied; builds nothing."""
-    chosen = _selection(selection)
-    images = UPSTREAM if chosen == "upstream" else offline_images()
-    return dataclasses.replace(images, **_overrides())  # type: ignore[arg-type]
+    choice = selection if isinstance(selection, Choice) else choose(selection)
+    images = UPSTREAM if choice.selection == "upstream" else offline_images()
+    return dataclasses.replace(
+        images,
+        **_overrides(),  # type: ignore[arg-type]
+        selection=choice.selection,
+        reason=choice.reason,
+    )
 
 
 def ensure_images(selection: str | None = None, *, console: Any = None) -> ImageSet:
     """The images a run uses, building the local ones that are missing.
 
     ``"offline"``: every offline image not overridden by CRM_CERT_IMAGE_*; ``"upstream"``: only the
-    app image (the rest are pulled by Docker when a container first uses them).
+    app image (the rest are pulled by Docker when a container first uses them); ``"auto"``: one
+    of the two (``choose``), printed with its reason.
     """
-    chosen = _selection(selection)
-    images = image_set(chosen)
+    choice = choose(selection)
+    if console is not None:
+        console.print(f"images: {choice.selection} ({choice.reason})", highlight=False)
+    images = image_set(choice)
     overridden = _overrides()
-    wanted = ["app"] if chosen == "upstream" else [n for n in ORDER if SPECS[n].field]
+    wanted = ["app"] if choice.selection == "upstream" else [n for n in ORDER if SPECS[n].field]
     wanted = [n for n in wanted if SPECS[n].field not in overridden]
     if wanted:
         results = Builder(console=console).build(wanted)

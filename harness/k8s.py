@@ -226,7 +226,7 @@ def _inhibit_rule(rule: Mapping[str, Any]) -> Document:
 
 
 def crm_route() -> Document:
-    """The one child route of alertmanager.yml's root route: the crm-events-sse service's."""
+    """The one child route of alertmanager.yml's root route: the service's own."""
     config = _load_yaml(ALERTMANAGER_YML)
     children = config["route"].get("routes", [])
     if len(children) != 1:

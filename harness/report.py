@@ -105,6 +105,8 @@ class CertificationReport:
         self.evidence_key = evidence_key
         # Image build and stack start-up times, set by the stack fixture.
         self.stack_startup_s: dict[str, float] = {}
+        # The image set the stack ran on and why it was chosen (set when the stack starts).
+        self.images_used: tuple[str, str] | None = None
         self.results: dict[str, TestResult] = {}
         self.started = time.time()
 
@@ -252,6 +254,16 @@ class CertificationReport:
         # The checklist's threshold: the report draws it even when the deployed file lacks it.
         return CHECKLIST.skew_threshold
 
+    def _images(self) -> str:
+        """The image set the stack ran on (auto resolved), else the one asked for."""
+        return self.images_used[0] if self.images_used else self.settings.images
+
+    def _images_described(self) -> str:
+        if self.images_used is None:
+            return f"{self.settings.images} images"
+        selection, reason = self.images_used
+        return f"{selection} images: {reason}"
+
     def evidence_json(self, claims: list[ClaimResult], verdict: Verdict) -> dict[str, Any]:
         return {
             "generated": datetime.now(UTC).isoformat(),
@@ -261,7 +273,7 @@ class CertificationReport:
                 [vars(o) for o in OVERRIDES] if self.settings.stack == "containers" else []
             ),
             "stack": self.settings.stack,
-            "images": self.settings.images if self.settings.stack == "containers" else None,
+            "images": self._images() if self.settings.stack == "containers" else None,
             "time_scale": str(self.settings.time_scale),
             "duration_s": round(time.time() - self.started, 1),
             "episodes": {
@@ -319,7 +331,7 @@ class CertificationReport:
             f"- Generated: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')} by `nox -s certify`, "
             "from what this run's tests measured; nothing here is written by hand.",
             f"- Stack: {self.settings.stack}"
-            + (f" ({self.settings.images} images)" if self.settings.stack == "containers" else "")
+            + (f" ({self._images_described()})" if self.settings.stack == "containers" else "")
             + f", deployable files {contract.stack_dir}",
             f"- Time scale: {clock.scale} (every duration of the live stack is the production "
             f"duration x {clock.scale}: scrape {clock.label(contract.scrape_s)}, window "

@@ -13,7 +13,7 @@ from fractions import Fraction
 from typing import Any
 
 STACK_MODES = ("containers", "external")
-IMAGE_SETS = ("upstream", "offline")
+IMAGE_SETS = ("auto", "upstream", "offline")
 # Production durations divided by 15: 15 s scrape -> 1 s, 5 m window -> 20 s, 12 m for: -> 48 s.
 DEFAULT_CONTAINER_SCALE = Fraction(1, 15)
 
@@ -43,9 +43,10 @@ OPTIONS = (
     Option(
         "--images",
         "CRM_CERT_IMAGES",
-        "image set for --stack=containers: 'upstream' (public images, pulled) or 'offline' "
-        "(built here by `nox -s images`, no registry needed)",
-        "upstream",
+        "image set for --stack=containers: 'upstream' (public images, pulled), 'offline' "
+        "(built here by `nox -s images`, no registry needed) or 'auto' (upstream when their "
+        "registries answer, else offline; the choice is printed with its reason)",
+        "auto",
     ),
     Option(
         "--time-scale",
@@ -126,7 +127,7 @@ class Endpoints:
 @dataclass(frozen=True)
 class HarnessSettings:
     stack: str = "containers"
-    images: str = "upstream"
+    images: str = "auto"
     time_scale: Fraction = DEFAULT_CONTAINER_SCALE
     external: Endpoints | None = None
     allow_destructive: bool = False

@@ -261,9 +261,9 @@ def test_github_runs_on_main_pull_requests_and_by_hand_on_a_docker_runner() -> N
     assert github_job()["runs-on"] == "ubuntu-latest"
 
 
-def test_the_image_set_choices_are_the_harness_ones_upstream_by_default() -> None:
+def test_the_image_set_choices_are_the_harness_ones_auto_by_default() -> None:
     (images,) = [option for option in OPTIONS if option.flag == "--images"]
-    assert images.default == "upstream"
+    assert images.default == "auto"
     dispatch = load(GITHUB)["on"]["workflow_dispatch"]["inputs"]["images"]
     assert tuple(dispatch["options"]) == IMAGE_SETS
     assert dispatch["default"] == images.default

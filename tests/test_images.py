@@ -78,16 +78,58 @@ def test_upstream_defaults_and_the_app_image_is_always_local() -> None:
     assert images.offline_images().grafana is None
 
 
+def chosen_set(image_set: images.ImageSet, selection: str) -> images.ImageSet:
+    reason = "asked for (CRM_CERT_IMAGES or --images)"
+    return dataclasses.replace(image_set, selection=selection, reason=reason)
+
+
+def test_auto_is_upstream_only_when_every_registry_answers() -> None:
+    asked: list[str] = []
+
+    def answers(host: str) -> str | None:
+        asked.append(host)
+        return None
+
+    assert images.choose("auto", answers) == images.Choice(
+        "upstream", "auto: registry-1.docker.io and ghcr.io answer"
+    )
+    assert asked == list(images.REGISTRIES)
+
+    def ghcr_silent(host: str) -> str | None:
+        return "ConnectError: no route" if host == "ghcr.io" else None
+
+    choice = images.choose("auto", ghcr_silent)
+    assert choice.selection == "offline"
+    assert choice.reason == "auto: ghcr.io does not answer (ConnectError: no route)"
+
+
+def test_an_explicit_image_set_asks_no_registry(monkeypatch: pytest.MonkeyPatch) -> None:
+    def never(host: str) -> str | None:
+        raise AssertionError(f"asked {host}")
+
+    monkeypatch.setenv("CRM_CERT_IMAGES", "upstream")
+    assert images.choose(None, never).selection == "upstream"
+    assert images.choose("offline", never).selection == "offline"
+    monkeypatch.delenv("CRM_CERT_IMAGES")
+    with pytest.raises(AssertionError, match=r"asked registry-1\.docker\.io"):
+        images.choose(None, never)  # auto is the default
+
+
+def test_a_registry_that_does_not_answer_is_named_with_the_error() -> None:
+    problem = images.registry_problem("127.0.0.1:1")  # nothing listens on port 1
+    assert problem is not None and problem.startswith("ConnectError"), problem
+
+
 def test_selection_and_overrides_come_from_the_environment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("CRM_CERT_IMAGES", raising=False)
-    for f in dataclasses.fields(images.ImageSet):
-        monkeypatch.delenv(f"CRM_CERT_IMAGE_{f.name.upper()}", raising=False)
-    assert images.image_set() == images.UPSTREAM
+    for name in images.IMAGE_FIELDS:
+        monkeypatch.delenv(f"CRM_CERT_IMAGE_{name.upper()}", raising=False)
     monkeypatch.setenv("CRM_CERT_IMAGES", "offline")
-    assert images.image_set() == images.offline_images()
-    assert images.image_set("upstream") == images.UPSTREAM  # an explicit choice wins
+    assert images.image_set() == chosen_set(images.offline_images(), "offline")
+    upstream = images.image_set("upstream")  # an explicit choice wins
+    assert upstream == chosen_set(images.UPSTREAM, "upstream")
     monkeypatch.setenv("CRM_CERT_IMAGE_KAFKA", "example/kafka:1")
     monkeypatch.setenv("CRM_CERT_IMAGE_GRAFANA", "")
     chosen = images.image_set("upstream")
@@ -100,8 +142,8 @@ def test_selection_and_overrides_come_from_the_environment(
 def test_ensure_images_builds_nothing_when_every_local_image_is_overridden(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for f in dataclasses.fields(images.ImageSet):
-        monkeypatch.setenv(f"CRM_CERT_IMAGE_{f.name.upper()}", f"example/{f.name}:1")
+    for name in images.IMAGE_FIELDS:
+        monkeypatch.setenv(f"CRM_CERT_IMAGE_{name.upper()}", f"example/{name}:1")
 
     def no_build(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("nothing should be built")

@@ -20,7 +20,7 @@ from tests.tools import RECORDING_RULES, check_tool
 pytestmark = [pytest.mark.claim("probe.ready")]
 
 SCRAPE = "15s"
-TOPIC = "crm.events"
+TOPIC = load().topic
 
 
 def deployed_queries() -> dict[str, str]:
