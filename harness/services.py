@@ -101,7 +101,7 @@ OVERRIDES = (
         "kafka, prometheus, alertmanager, grafana",
         "named volumes not mounted",
         "the container's own filesystem keeps the data across a drill's stop and start, and "
-        "goes with the run",
+        "goes with the run (the empty-TSDB drill replaces the Prometheus container)",
     ),
     Override(
         TOXIPROXY,
@@ -112,7 +112,7 @@ OVERRIDES = (
     Override(
         CONSUMERS,
         "CONTROL_ENABLED=true",
-        "the drills slow the consumers down through their control endpoint",
+        "the drills slow down or pause the consumers through their control endpoint",
     ),
 )
 
