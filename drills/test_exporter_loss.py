@@ -16,11 +16,6 @@ from harness.timeline import Episode
 
 EXPORTER_DOWN = "CrmEventsKafkaExporterDown"
 SERVICE_DOWN = CHECKLIST.inhibiting_alert
-# The probe's worst evaluation: timeout x attempts plus the backoff between them.
-EVALUATION_S = (
-    CHECKLIST.prom_timeout_ms * CHECKLIST.prom_retries
-    + CHECKLIST.prom_backoff_ms * (CHECKLIST.prom_retries - 1)
-) / 1000
 # From `docker start` of the exporter to its first series (measured 0.4-0.6 s,
 # stack/images/README.md), with room for a loaded machine.
 EXPORTER_START_S = 3.0
@@ -105,9 +100,9 @@ def test_losing_the_exporter_is_named_and_pages_only_for_the_exporter(
     # (either side): the window holds it until a window later, then one cache TTL and one
     # evaluation may pass before an answer shows it.
     assert unready_after >= window - scrape - evaluation, f"500 after {unready_after:.1f}s"
-    assert unready_after <= window + scrape + evaluation + ttl + EVALUATION_S + 1, (
-        f"500 only after {unready_after:.1f}s"
-    )
+    assert (
+        unready_after <= window + scrape + evaluation + ttl + stack.contract.probe_worst_case_s + 1
+    ), f"500 only after {unready_after:.1f}s"
     assert answer.failed_reasons == {"exporter_down"}, answer.body
     assert all("kafka_exporter" in detail for detail in answer.failed_details), answer.body
     # up == 0 from the first failed scrape after the stop; pending from the next evaluation.
@@ -122,5 +117,8 @@ def test_losing_the_exporter_is_named_and_pages_only_for_the_exporter(
     assert "firing" not in service_down_after, f"{SERVICE_DOWN} fired after the restart"
     # Watched for the whole loss: every moment answered, one at least per probe evaluation.
     assert len(during) >= episode.min_observations(restarting - stopped)
-    assert ready.t - started <= EXPORTER_START_S + scrape + evaluation + ttl + EVALUATION_S + 1
+    assert (
+        ready.t - started
+        <= EXPORTER_START_S + scrape + evaluation + ttl + stack.contract.probe_worst_case_s + 1
+    )
     assert resolved.t - started <= EXPORTER_START_S + scrape + 2 * evaluation + 1

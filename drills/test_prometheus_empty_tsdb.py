@@ -14,15 +14,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness.contract import CHECKLIST
 from harness.steady import wait_for_steady_state
 from harness.timeline import Episode
 
-# The probe's worst evaluation: timeout x attempts plus the backoff between them.
-EVALUATION_S = (
-    CHECKLIST.prom_timeout_ms * CHECKLIST.prom_retries
-    + CHECKLIST.prom_backoff_ms * (CHECKLIST.prom_retries - 1)
-) / 1000
 # The harness notices Prometheus' /-/ready within its poll interval (0.25 s).
 READY_POLL_S = 0.5
 # A starting Prometheus creates its scrape pools at the first tick of its discovery reload
@@ -41,7 +35,13 @@ def first_judgement_s(stack) -> float:
     evaluation = stack.seconds(stack.contract.evaluation_s)
     ttl = stack.seconds(stack.contract.probe_cache_ttl_s)
     return (
-        DISCOVERY_RELOAD_S + 2 * stack.scrape_s + evaluation + ttl + EVALUATION_S + READY_POLL_S + 1
+        DISCOVERY_RELOAD_S
+        + 2 * stack.scrape_s
+        + evaluation
+        + ttl
+        + stack.contract.probe_worst_case_s
+        + READY_POLL_S
+        + 1
     )
 
 
