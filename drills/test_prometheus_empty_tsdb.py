@@ -46,7 +46,7 @@ def first_judgement_s(stack) -> float:
 
 
 @pytest.mark.claim("day_two.empty_tsdb")
-def test_a_healthy_group_is_ready_again_within_two_scrapes_of_an_empty_prometheus(
+def test_a_healthy_group_is_ready_again_a_reload_and_two_scrapes_after_an_empty_prometheus(
     containers, probe, prometheus, evidence
 ):
     stack = containers

@@ -28,7 +28,7 @@ class Probe:
         self.settings = settings
         self.metrics = ProbeMetrics()
         self.client = client or PrometheusClient(
-            settings.prom_url,
+            settings.prom_urls,
             timeout_s=settings.timeout_s,
             attempts=settings.prom_retries,
             backoff_s=settings.backoff_s,

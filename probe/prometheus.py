@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -35,29 +36,31 @@ class Sample:
 class PrometheusClient:
     """Runs instant queries. Every failure kind is retried: refused, timed out, HTTP error, garbage.
 
-    No attempt starts or runs past the caller's deadline, so a slow or hanging Prometheus bounds
-    the caller's latency instead of stretching it.
+    With several base URLs (replicas of one Prometheus pair), the attempts of a query go round
+    them in order: the first URL first, the next one on its failure. No attempt starts or runs
+    past the caller's deadline, so a slow or hanging Prometheus bounds the caller's latency
+    instead of stretching it.
     """
 
     def __init__(
         self,
-        base_url: str,
+        base_urls: Sequence[str],
         timeout_s: float,
         attempts: int,
         backoff_s: float,
         on_error: Callable[[QueryError], None] = lambda error: None,
         on_retry: Callable[[], None] = lambda: None,
     ) -> None:
-        self.base_url = base_url
         self.timeout_s = timeout_s
         self.attempts = attempts
         self.backoff_s = backoff_s
         self._on_error = on_error
         self._on_retry = on_retry
-        self._http = httpx.Client(base_url=base_url, timeout=timeout_s)
+        self._clients = [httpx.Client(base_url=url, timeout=timeout_s) for url in base_urls]
 
     def close(self) -> None:
-        self._http.close()
+        for client in self._clients:
+            client.close()
 
     def query(self, promql: str, deadline: float) -> list[Sample]:
         """All series of an instant query; QueryError (of the last attempt) when none succeeded."""
@@ -68,32 +71,38 @@ class PrometheusClient:
             before_sleep=lambda state: self._before_retry(deadline),
             reraise=True,
         )
-        return retrying(self._attempt, promql, deadline)
+        clients = itertools.cycle(self._clients)
+        return retrying(lambda: self._attempt(next(clients), promql, deadline))
 
     def _before_retry(self, deadline: float) -> None:
         if time.monotonic() + self.backoff_s >= deadline:
             raise QueryError("timeout", "no time left for another attempt")
         self._on_retry()
 
-    def _attempt(self, promql: str, deadline: float) -> list[Sample]:
+    def _attempt(self, http: httpx.Client, promql: str, deadline: float) -> list[Sample]:
         try:
-            body = self._fetch(promql, deadline)
+            body = self._fetch(http, promql, deadline)
             return parse_vector(body)
         except QueryError as error:
             self._on_error(error)
             log.warning(
                 "prometheus query failed",
-                extra={"event": "prometheus_error", "kind": error.kind, "detail": error.detail},
+                extra={
+                    "event": "prometheus_error",
+                    "kind": error.kind,
+                    "detail": error.detail,
+                    "url": str(http.base_url),
+                },
             )
             raise
 
-    def _fetch(self, promql: str, deadline: float) -> bytes:
+    def _fetch(self, http: httpx.Client, promql: str, deadline: float) -> bytes:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             raise QueryError("timeout", "deadline passed before the attempt")
         timeout = httpx.Timeout(min(self.timeout_s, remaining))
         try:
-            with self._http.stream(
+            with http.stream(
                 "GET", "/api/v1/query", params={"query": promql}, timeout=timeout
             ) as response:
                 body = bytearray()

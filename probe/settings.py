@@ -55,6 +55,8 @@ class SettingsError(ValueError):
 class ProbeSettings:
     """Every setting of the probe, each from the environment variable of its name in capitals."""
 
+    # One base URL, or several separated by commas (the replicas of a Prometheus pair): the
+    # attempts of each query go round them in order.
     prom_url: str = "http://prometheus:9090"
     prom_timeout_ms: int = 1500
     prom_retries: int = 2  # attempts in all, not extra attempts
@@ -81,8 +83,14 @@ class ProbeSettings:
             raise SettingsError("; ".join(problems))
 
     def _problems(self) -> Iterator[tuple[str, str]]:
-        if not re.match(r"^https?://[^\s/]+", self.prom_url):
-            yield "prom_url", "must be an http:// or https:// URL"
+        if not all(re.match(r"^https?://[^\s/,]+", url) for url in self.prom_urls):
+            yield "prom_url", "must be http:// or https:// URLs, separated by commas"
+        elif len(self.prom_urls) > self.prom_retries:
+            yield (
+                "prom_url",
+                f"has {len(self.prom_urls)} URLs but PROM_RETRIES={self.prom_retries} attempts: "
+                "each URL needs one",
+            )
         for name, low, high in (
             ("prom_timeout_ms", 1, 600_000),
             ("prom_retries", 1, 10),
@@ -136,6 +144,10 @@ class ProbeSettings:
         if milliseconds % 1000 == 0:
             return f"{milliseconds // 1000}s"
         return f"{milliseconds}ms"
+
+    @property
+    def prom_urls(self) -> list[str]:
+        return [url.strip() for url in self.prom_url.split(",")]
 
     @property
     def timeout_s(self) -> float:

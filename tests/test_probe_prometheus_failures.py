@@ -33,6 +33,26 @@ def test_refused_connection_is_retried_then_prometheus_unavailable(settings, ser
 
 
 @pytest.mark.claim("safety.prometheus_outage")
+def test_with_a_replica_down_each_query_is_answered_by_the_next_url(prometheus, settings, serve):
+    # The first replica refuses (nothing listens on port 1): every query's first attempt fails,
+    # its second goes to the replica that answers.
+    client = serve(settings(prom_url=f"http://127.0.0.1:1, {prometheus.url}", prom_retries=2))
+    assert client.get("/ready").status_code == 200
+    asked = len(prometheus.queries)
+    assert asked == 3, prometheus.queries
+    assert metric(client, 'health_probe_prometheus_errors_total{kind="connection"}') == asked
+    assert metric(client, "health_probe_prometheus_retries_total") == asked
+
+
+@pytest.mark.claim("safety.prometheus_outage")
+def test_the_first_url_answers_while_it_can(prometheus, settings, serve):
+    client = serve(settings(prom_url=f"{prometheus.url},http://127.0.0.1:1", prom_retries=2))
+    assert client.get("/ready").status_code == 200
+    assert metric(client, 'health_probe_prometheus_errors_total{kind="connection"}') == 0
+    assert metric(client, "health_probe_prometheus_retries_total") == 0
+
+
+@pytest.mark.claim("safety.prometheus_outage")
 @pytest.mark.parametrize(
     ("garbage", "kind"),
     [

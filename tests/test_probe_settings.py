@@ -76,6 +76,8 @@ def test_environment_sets_every_field():
         ("MIN_CONSUMERS", "two"),
         ("PROBE_PORT", "70000"),
         ("PROM_URL", "prometheus:9090"),
+        ("PROM_URL", "http://prometheus-0:9090,prometheus-1:9090"),
+        ("PROM_URL", "http://a:9090,http://b:9090,http://c:9090"),  # 3 URLs, 2 attempts
         ("CONSUMER_GROUP", 'crm"} or vector(1) #'),
         ("CONSUMER_GROUP", ""),
         ("SKEW_QUERY", 'max(kafka:group_skew_ratio{consumergroup="$group"}[$range])'),
