@@ -38,7 +38,7 @@ def facts() -> dict[str, re.Pattern[str]]:
         "consumer group": re.compile(re.escape(contract.group) + r"(?![\w.-])"),
         "topic": re.compile(r"[\"']" + re.escape(contract.topic) + r"[\"']"),
     }
-    # Each alert's for: and the window, as the arithmetic a suite would type (12 * 60).
+    # Each alert's for: and the window, as the arithmetic a suite would type (minutes * 60).
     durations = {f"{name}'s for:": alert.for_s for name, alert in contract.alerts.items()}
     durations["the probe's window"] = contract.window_s
     for what, seconds in durations.items():
