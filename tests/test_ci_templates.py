@@ -35,6 +35,7 @@ SCHEMAS = {GITHUB: "github-workflows.json", GITLAB: "gitlab-ci.json"}
 README = REPO / "README.md"
 NOXFILE = REPO / "noxfile.py"
 ENSURE_NOX = REPO / "scripts" / "ensure-nox.sh"  # bootstrap.sh installs nox through it
+ENSURE_BUILD_TOOLS = REPO / "scripts" / "ensure-build-tools.sh"  # Go, Maven, a JDK
 GATE_SECTION = "Gating a release"
 
 
@@ -225,6 +226,10 @@ def test_the_github_steps_before_it_install_what_bootstrap_installs() -> None:
     (nox_spec,) = re.findall(r'NOX_REQUIREMENT="(nox[^"]*)"', ENSURE_NOX.read_text())
     assert github_steps(run="python -m pip install")[0]["run"].endswith(f'"{nox_spec}"')
     assert github_steps(run="sudo bash scripts/ensure-tools.sh")
+    assert github_steps(run="sudo bash scripts/ensure-build-tools.sh")
+    (go_version,) = re.findall(r"^GO_VERSION=(\S+)$", ENSURE_BUILD_TOOLS.read_text(), re.M)
+    [setup_go] = github_steps(uses="actions/setup-go@v5")
+    assert setup_go["with"]["go-version"] == go_version
     # GitLab's job runs bootstrap.sh itself.
     assert "bash scripts/bootstrap.sh" in script_lines(gitlab_job())
 
