@@ -99,12 +99,13 @@ def add_options(add: Any) -> None:
     """Declare every option through `add(flag, **kwargs)`: pytest's `addoption` or argparse's
     `add_argument`, which take the same arguments."""
     for option in OPTIONS:
+        text = f"{option.help} [env {option.env}]"
         if option.is_flag:
-            add(option.flag, action="store_true", default=False, help=option.help)
+            add(option.flag, action="store_true", default=False, help=text)
         elif option.repeatable:
-            add(option.flag, action="append", default=[], help=option.help)
+            add(option.flag, action="append", default=[], help=text)
         else:
-            add(option.flag, default=None, help=f"{option.help} [env {option.env}]")
+            add(option.flag, default=None, help=text)
 
 
 class HarnessSettingsError(ValueError):
