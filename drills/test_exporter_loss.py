@@ -98,8 +98,10 @@ def test_losing_the_exporter_is_named_and_pages_only_for_the_exporter(
 
     # The last rule sample before the loss is within a scrape and an evaluation of the stop
     # (either side): the window holds it until a window later, then one cache TTL and one
-    # evaluation may pass before an answer shows it.
-    assert unready_after >= window - scrape - evaluation, f"500 after {unready_after:.1f}s"
+    # evaluation may pass before an answer shows it. The progress check's increase() needs the
+    # last two scrapes of the offsets, so it finds no series one scrape earlier than the rules'
+    # checks (docs/design.md, section 4); the mark is taken once `docker stop` has returned.
+    assert unready_after >= window - 2 * scrape - evaluation, f"500 after {unready_after:.1f}s"
     assert (
         unready_after <= window + scrape + evaluation + ttl + stack.contract.probe_worst_case_s + 1
     ), f"500 only after {unready_after:.1f}s"
