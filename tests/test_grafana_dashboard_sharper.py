@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harness import services as svc
 from harness.contract import load
-from tests.tools import DASHBOARD, RECORDING_RULES, check_tool
+from tests.tools import DASHBOARD, RECORDING_RULES, run_rule_tests
 
 pytestmark = [pytest.mark.claim("grafana.dashboard")]
 
@@ -367,7 +366,4 @@ def test_every_panel_query_shows_what_its_panel_means(tmp_path: Path):
             }
         ],
     }
-    path = tmp_path / "dashboard_test.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    output = check_tool("promtool", "test", "rules", path)
-    assert "SUCCESS" in output, output
+    run_rule_tests(tmp_path / "dashboard_test.yml", document)

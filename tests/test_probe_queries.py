@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harness.contract import CHECKLIST, load
 from probe.settings import ProbeSettings
-from tests.tools import RECORDING_RULES, check_tool
+from tests.tools import RECORDING_RULES, run_rule_tests
 
 pytestmark = [pytest.mark.claim("probe.ready")]
 
@@ -54,10 +53,7 @@ def run(tmp_path: Path, input_series: list[dict], expected: list[dict[str, Any]]
             }
         ],
     }
-    path = tmp_path / "progress_test.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    output = check_tool("promtool", "test", "rules", path)
-    assert "SUCCESS" in output, output
+    run_rule_tests(tmp_path / "progress_test.yml", document)
 
 
 # Forty scrapes of 15 s: ten minutes, twice the checklist's window, evaluated at the end.

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from harness import services as svc
 from harness.contract import load
-from tests.tools import ALERT_RULES, RECORDING_RULES, check_tool
+from tests.tools import ALERT_RULES, RECORDING_RULES, run_rule_tests
 
 STEP = "15s"
 SAMPLES = 80  # 20 minutes
@@ -95,10 +94,7 @@ def promtool(tmp_path: Path, tests: list[dict[str, Any]]) -> None:
         "evaluation_interval": STEP,
         "tests": [{"interval": STEP, **test} for test in tests],
     }
-    path = tmp_path / "cases_test.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    output = check_tool("promtool", "test", "rules", path)
-    assert "SUCCESS" in output, output
+    run_rule_tests(tmp_path / "cases_test.yml", document)
 
 
 @pytest.mark.claim("rules.alerts")
@@ -273,7 +269,4 @@ def test_a_growing_lag_at_exactly_the_threshold_is_not_above_it(tmp_path: Path) 
         "evaluation_interval": STEP,
         "tests": tests,
     }
-    path = tmp_path / "threshold_test.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    output = check_tool("promtool", "test", "rules", path)
-    assert "SUCCESS" in output, output
+    run_rule_tests(tmp_path / "threshold_test.yml", document)

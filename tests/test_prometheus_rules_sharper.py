@@ -20,11 +20,10 @@ from typing import Any
 
 import promql_parser as pp
 import pytest
-import yaml
 
 from harness.contract import load
 from harness.timescale import parse_duration
-from tests.tools import PROMTOOL_TESTS_DIR, check_tool, load_yaml
+from tests.tools import PROMTOOL_TESTS_DIR, load_yaml, run_rule_tests
 
 pytestmark = [pytest.mark.claim("rules.alerts")]
 
@@ -70,10 +69,7 @@ def promtool(tmp_path: Path, tests: list[dict[str, Any]]) -> None:
         ],
         "tests": tests,
     }
-    path = tmp_path / "sharper_test.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    output = check_tool("promtool", "test", "rules", path)
-    assert "SUCCESS" in output, output
+    run_rule_tests(tmp_path / "sharper_test.yml", document)
 
 
 def test_another_groups_series_fire_no_alert_about_the_services_group(tmp_path: Path) -> None:

@@ -129,6 +129,13 @@ def check_tool(
     return result.stdout + result.stderr
 
 
+def run_rule_tests(path: Path, document: dict[str, Any]) -> None:
+    """Write a promtool rule-test document to `path` and assert `promtool test rules` passes it."""
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    output = check_tool("promtool", "test", "rules", path)
+    assert "SUCCESS" in output, output
+
+
 def describe(result: subprocess.CompletedProcess[str]) -> str:
     return (
         f"`{shlex.join(result.args)}` exited {result.returncode}\n"
