@@ -65,9 +65,14 @@ class Release:
         return f"{self.module}@{self.module_version}"
 
     @property
+    def tags_suffix(self) -> str:
+        """The build tags as a name suffix ("+remove_all_sd+enable_dns_sd"), "" without any."""
+        return "".join(f"+{tag}" for tag in self.tags)
+
+    @property
     def build_key(self) -> str:
         """What the binaries are built from: the pin and the build tags."""
-        return self.pin + "".join(f"+{tag}" for tag in self.tags)
+        return self.pin + self.tags_suffix
 
 
 PROMETHEUS = Release(
@@ -113,8 +118,8 @@ def go_version() -> str:
 
 
 def binaries_dir(release: Release) -> Path:
-    tags = "".join(f"+{tag}" for tag in release.tags)
-    return TOOLS_DIR / f"{release.name}-{release.version}-{go_version() or 'nogo'}{tags}"
+    go = go_version() or "nogo"
+    return TOOLS_DIR / f"{release.name}-{release.version}-{go}{release.tags_suffix}"
 
 
 def ensure(release: Release, run: Runner | None = None) -> Path:

@@ -87,6 +87,27 @@ class Stack:
     def window_s(self) -> float:
         return self.seconds(self.contract.window_s)
 
+    @property
+    def evaluation_s(self) -> float:
+        return self.seconds(self.contract.evaluation_s)
+
+    @property
+    def probe_ttl_s(self) -> float:
+        return self.seconds(self.contract.probe_cache_ttl_s)
+
+    @property
+    def answer_lag_s(self) -> float:
+        """The longest from a change in what kafka_exporter serves to a /ready answer showing
+        it: a scrape, a rule evaluation, the probe's cache TTL and its worst evaluation, plus a
+        second for the host."""
+        return (
+            self.scrape_s
+            + self.evaluation_s
+            + self.probe_ttl_s
+            + self.contract.probe_worst_case_s
+            + 1
+        )
+
     def alert_for_s(self, alert: str) -> float:
         """An alert's `for:` as it runs here."""
         return self.seconds(self.contract.alert(alert).for_s)

@@ -114,7 +114,7 @@ class Episode:
     def min_observations(self, duration: float) -> int:
         """How many moments a watch of `duration` must hold at least: one per evaluation of the
         probe (its cache TTL on this stack), so that no evaluation went unseen."""
-        ttl = self.stack.seconds(self.stack.contract.probe_cache_ttl_s)
+        ttl = self.stack.probe_ttl_s
         return max(1, math.floor(duration / max(ttl, POLL_S)))
 
     def assert_ready_throughout(self, start: float, end: float) -> list[Moment]:
