@@ -29,9 +29,9 @@ from typing import Any
 import promql_parser as pp
 import yaml
 
+from harness.paths import PROJECT as REPO
 from harness.timescale import parse_duration, scale_milliseconds
 
-REPO = Path(__file__).resolve().parent.parent
 STACK_DIR_ENV = "CRM_CERT_STACK_DIR"
 
 

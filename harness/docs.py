@@ -21,7 +21,8 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from harness.paths import PROJECT as REPO
+
 DOCS_DIR = REPO / "docs"
 README = REPO / "README.md"
 LOCATIONS = ("stack", "host")

@@ -31,11 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-# Scratch copies of the repository (mutation runs, tests/test_certificate_catches.py) point this
-# at the original's build directory, so they share its binaries instead of building their own.
-BUILD_DIR_ENV = "CRM_CERT_BUILD_DIR"
-BUILD_DIR = Path(os.environ.get(BUILD_DIR_ENV, REPO_ROOT / ".build"))
+from harness.paths import BUILD_DIR
+
 TOOLS_DIR = BUILD_DIR / "tools"
 GO_ENV = {"CGO_ENABLED": "0", "GOFLAGS": "-buildvcs=false", "GOTOOLCHAIN": "local"}
 VERSION_PACKAGE = "github.com/prometheus/common/version"

@@ -30,6 +30,8 @@ import argparse
 import contextlib
 import dataclasses
 import hashlib
+import importlib.metadata
+import json
 import os
 import shutil
 import subprocess
@@ -44,11 +46,11 @@ from typing import Any
 
 import httpx
 
-from harness import engines
+from harness import engines, paths
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = paths.PROJECT
 IMAGES_DIR = REPO_ROOT / "stack" / "images"
-BUILD_DIR = engines.BUILD_DIR / "images"
+BUILD_DIR = paths.BUILD_DIR / "images"
 
 REPOSITORY = "crm-cert"
 LABEL = "crm-cert.image"  # on every image built here: the image's short name
@@ -109,18 +111,42 @@ class Spec:
     extra_inputs: Callable[[], list[Path]] | None = None  # files outside stack/images/<name>/
 
 
+# What the app image runs (the readiness probe, the consumer, the webhook receiver): these
+# packages and the project's runtime dependencies, not the host-side harness and suites.
+APP_PACKAGES = ("probe", "stack")
+APP_DISTRIBUTION = "crm-events-app"
+
+
+def app_dependencies() -> list[str]:
+    """The project's runtime requirements: from the checkout's pyproject.toml, or from the
+    installed distribution's metadata (its extras left out)."""
+    if paths.CHECKOUT:
+        config = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+        return list(config["project"]["dependencies"])
+    requires = importlib.metadata.requires("crm-events-cert") or []
+    return [r for r in requires if "extra ==" not in r]
+
+
 def _app_sources() -> list[Path]:
-    """What the app image's wheel is built from: pyproject.toml and the packages it includes."""
-    pyproject = REPO_ROOT / "pyproject.toml"
-    config = tomllib.loads(pyproject.read_text())
-    patterns = config.get("tool", {}).get("setuptools", {}).get("packages", {}).get("find", {})
-    tops = sorted({p.split(".")[0].rstrip("*") for p in patterns.get("include", [])})
-    files = [pyproject]
-    for top in tops:
-        root = REPO_ROOT / top
-        if root.is_dir():
-            files += [p for p in root.rglob("*.py") if "__pycache__" not in p.parts]
-    return files
+    return [
+        p
+        for package in APP_PACKAGES
+        for p in (REPO_ROOT / package).rglob("*.py")
+        if "__pycache__" not in p.parts
+    ]
+
+
+def app_pyproject() -> str:
+    """The app's own project file: the wheel the app images install is built from it."""
+    requirements = ", ".join(json.dumps(r) for r in app_dependencies())
+    packages = ", ".join(json.dumps(f"{p}*") for p in APP_PACKAGES)
+    return (
+        '[build-system]\nrequires = ["setuptools>=69", "wheel"]\n'
+        'build-backend = "setuptools.build_meta"\n\n'
+        f'[project]\nname = "{APP_DISTRIBUTION}"\nversion = "0"\nrequires-python = ">=3.11"\n'
+        f"dependencies = [{requirements}]\n\n"
+        f"[tool.setuptools.packages.find]\ninclude = [{packages}]\n"
+    )
 
 
 SPECS: dict[str, Spec] = {
@@ -135,7 +161,11 @@ SPECS: dict[str, Spec] = {
         Spec("alertmanager", "alertmanager", "base", pins=(engines.ALERTMANAGER.build_key,)),
         Spec("toxiproxy", "toxiproxy", None, pins=(f"{TOXIPROXY_MODULE}@{TOXIPROXY_VERSION}",)),
         Spec(
-            "app", "app", "base", pins=(engines.ALERTMANAGER.build_key,), extra_inputs=_app_sources
+            "app",
+            "app",
+            "base",
+            pins=(engines.ALERTMANAGER.build_key, app_pyproject()),
+            extra_inputs=_app_sources,
         ),
     )
 }
@@ -828,7 +858,26 @@ class Builder:
     # -- app ------------------------------------------------------------------------------------
     def _build_app(self, tag: str) -> None:
         context = self._context()
-        wheels = context / "wheels"
+        self._app_wheels(context / "wheels")
+        # amtool for the runbooks' `sh stack` blocks, which run from this image on the stack's
+        # network: the current engine's, the one the routes are proven with.
+        shutil.copy(self._engine_binaries(engines.ALERTMANAGER) / "amtool", context / "amtool")
+        self._docker_build(tag, context, "base")
+
+    def _app_wheels(self, wheels: Path) -> None:
+        """The app and its dependencies as wheels, built on the host from the app's packages."""
+        source = BUILD_DIR / "app-source"
+        shutil.rmtree(source, ignore_errors=True)
+        source.mkdir(parents=True)
+        (source / "pyproject.toml").write_text(app_pyproject())
+        for package in APP_PACKAGES:
+            shutil.copytree(
+                REPO_ROOT / package,
+                source / package,
+                ignore=lambda _dir, names: [
+                    n for n in names if n == "__pycache__" or n.endswith(".pyc")
+                ],
+            )
         wheels.mkdir()
         self._run(
             "pip wheel",
@@ -840,14 +889,10 @@ class Builder:
                 "--disable-pip-version-check",
                 "--wheel-dir",
                 str(wheels),
-                str(REPO_ROOT),
+                str(source),
             ],
             env={"PIP_NO_INPUT": "1"},
         )
-        # amtool for the runbooks' `sh stack` blocks, which run from this image on the stack's
-        # network: the current engine's, the one the routes are proven with.
-        shutil.copy(self._engine_binaries(engines.ALERTMANAGER) / "amtool", context / "amtool")
-        self._docker_build(tag, context, "base")
 
 
 def _clean_rootfs(rootfs: Path) -> None:

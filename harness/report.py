@@ -32,7 +32,7 @@ ICONS = {PASS: "✅", FAIL: "❌", NOT_RUN: "⚪", OUT_OF_SCOPE: "⚫"}
 EXIT_STACK_FAILED = 6  # the stack (or its images) failed to start: nothing could be certified
 STACK_FAILED = pytest.StashKey[str]()  # why the stack failed to start, set by the stack fixture
 
-# Why a test is out of scope of an external run (conftest.py marks it so).
+# Why a test is out of scope of an external run (the plugin, crm_events_cert, marks it so).
 OUT_OF_SCOPE_WHY = "needs the containers this run starts (--stack=containers)"
 
 

@@ -1,7 +1,7 @@
 """Harness settings, resolved in one order: command-line option, then environment, then default.
 
-Every option is declared once here; conftest.py registers them with pytest from this table, so
-the option, its environment variable and its help text never drift apart.
+Every option is declared once here; the plugin (crm_events_cert) registers them with pytest from
+this table, so the option, its environment variable and its help text never drift apart.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from harness import engines
+from harness import paths
 from harness.contract import CHECKLIST, STACK_DIR_ENV
 from harness.mutants.run import NOT_COPIED  # what a scratch copy leaves out, in one place
 
@@ -178,7 +178,7 @@ def scratch_env(copy: Path) -> dict[str, str]:
         if not name.startswith("CRM_CERT_") and name not in ("PYTHONPATH", "PYTEST_ADDOPTS")
     }
     env[STACK_DIR_ENV] = str(copy / "stack")
-    env[engines.BUILD_DIR_ENV] = str(engines.BUILD_DIR)  # the engines' binaries, built once
+    env[paths.BUILD_DIR_ENV] = str(paths.BUILD_DIR)  # the engines' binaries, built once
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     return env
 

@@ -1,7 +1,7 @@
 """The verdict hides nothing: every test of a certify run belongs to a claim, any failed test
 makes it NOT CERTIFIED by name, an xfail is not a proof, and the exit code agrees.
 
-The plugin runs for real: pytest in a subprocess with this project's conftest as a plugin, on
+The plugin runs for real: pytest in a subprocess with this project's plugin (crm_events_cert), on
 small test files written here. No Docker.
 """
 

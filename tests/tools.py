@@ -185,12 +185,12 @@ def metric_names(expr: str) -> set[str]:
 def run_sample(
     tmp_path: Path, source: str, *options: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run pytest, with this project's conftest as a plugin, on `source` written to
+    """Run pytest, with this project's plugin (crm_events_cert), on `source` written to
     tmp_path/test_sample.py. Only the harness settings given here apply: none of the running
     suite's own (CRM_CERT_*, as in external mode)."""
     sample = tmp_path / "test_sample.py"
     sample.write_text(textwrap.dedent(source))
-    command = [sys.executable, "-m", "pytest", "-p", "conftest", "-p", "no:cacheprovider"]
+    command = [sys.executable, "-m", "pytest", "-p", "crm_events_cert", "-p", "no:cacheprovider"]
     return subprocess.run(
         [*command, "--rootdir", str(tmp_path), *options, "-q", str(sample)],
         cwd=REPO,

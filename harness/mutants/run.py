@@ -44,7 +44,7 @@ from pathlib import Path
 from queue import Queue
 from typing import Any, Protocol
 
-from harness import engines
+from harness import engines, paths
 from harness.contract import STACK_DIR_ENV
 from harness.mutants import model as m
 from harness.mutants import order, selection
@@ -145,7 +145,7 @@ class Workspace:
             if not name.startswith("CRM_CERT_") and name not in ("PYTHONPATH", "PYTEST_ADDOPTS")
         }
         env[STACK_DIR_ENV] = str(self.root / "stack")
-        env[engines.BUILD_DIR_ENV] = str(engines.BUILD_DIR)
+        env[paths.BUILD_DIR_ENV] = str(paths.BUILD_DIR)
         # Bytecode is cached in the copy (compiling and rewriting the test modules is a third
         # of a short run): `_Applied` gives every mutated text a modification time of its own,
         # so no cached bytecode of one text is ever taken for another.

@@ -22,7 +22,7 @@ import sys
 import time
 
 # Third-party modules that read nothing of the project; testcontainers and docker are left to
-# the run (the project's conftest sets their environment before importing them).
+# the run (the project's plugin sets their environment before importing them).
 PRELOAD = (
     "pytest",
     "_pytest.pytester",

@@ -1,4 +1,10 @@
-"""Options, fixtures and hooks shared by the acceptance suite and the drills.
+"""The certification as a pytest plugin: its options, fixtures and hooks.
+
+Registered through the `pytest11` entry point `crm_events_cert` when the package is installed
+(`pip install .`), so `pytest -p crm_events_cert` names it and plain `pytest` loads it. The suites
+are this package's `acceptance` and `drills` (the checkout's acceptance/ and drills/):
+`pytest --pyargs crm_events_cert -m smoke` runs the smoke test from an installed package, against
+the project's own stack/ or the one --stack-dir names.
 
 The stack is started once per run (session fixture) and removed at the end, also after a failure
 or Ctrl-C. Tests that change it restore it, and start from a verified steady state.
@@ -11,6 +17,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +51,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser.getgroup("crm-cert", "CRM events stack certification").addoption)
 
 
-# Markers every test gets from where it lives, so that `-m smoke` or `-m "not drill"` select.
+# Markers every test gets from the directory it lives in (in a checkout or in the installed
+# package), so that `-m smoke` or `-m "not drill"` select.
 DIRECTORY_MARKERS = {"tests": "unit", "acceptance": "acceptance", "drills": "drill"}
 MODULE_MARKERS = {"test_smoke.py": "smoke"}
 
@@ -207,17 +215,18 @@ BASE_TIMEOUT_S = 900
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash[SETTINGS]
     clock = Clock(settings.time_scale)
-    timeout = max(BASE_TIMEOUT_S, round(clock.seconds(BASE_TIMEOUT_S / DEFAULT_CONTAINER_SCALE)))
+    timeout = max(BASE_TIMEOUT_S, round(clock.seconds(float(BASE_TIMEOUT_S / DEFAULT_CONTAINER_SCALE))))
+    # pytest.ini sets the base timeout in a checkout; an installed package has no pytest.ini, so
+    # the plugin sets it unless the command line did.
+    configured = config.getoption("timeout", None) or config.getini("timeout")
     for item in items:
-        path = (
-            item.path.relative_to(config.rootpath)
-            if item.path.is_relative_to(config.rootpath)
-            else item.path
-        )
-        for marker in (DIRECTORY_MARKERS.get(path.parts[0]), MODULE_MARKERS.get(path.name)):
+        for marker in (
+            DIRECTORY_MARKERS.get(item.path.parent.name),
+            MODULE_MARKERS.get(item.path.name),
+        ):
             if marker:
                 item.add_marker(marker)
-        if timeout > BASE_TIMEOUT_S and not item.get_closest_marker("timeout"):
+        if not item.get_closest_marker("timeout") and (timeout > BASE_TIMEOUT_S or not configured):
             item.add_marker(pytest.mark.timeout(timeout))
         if settings.stack == "external" and item.get_closest_marker("containers_only"):
             item.add_marker(pytest.mark.skip(reason="needs --stack=containers"))
@@ -254,9 +263,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
     """Attach the tail of every container's log to a failing test's report."""
-    outcome = yield
+    outcome: Any = yield
     report = outcome.get_result()
     stack = item.config.stash.get(STACK, None)
     if report.failed and isinstance(stack, ContainerStack):

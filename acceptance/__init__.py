@@ -1,0 +1,2 @@
+"""The acceptance suite: the live stack against the checklist (crm_events_cert.acceptance when
+installed)."""
