@@ -35,6 +35,12 @@ def certification(session: nox.Session, *args: str) -> None:
         raise
 
 
+def check_page(session: nox.Session, reports: str) -> None:
+    """The report page in headless Chromium: screenshots written beside it, not blank, and the
+    verdict it shows is evidence.json's."""
+    session.run("python", "-m", "harness.page_check", reports)
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """Ruff (lint and format) and mypy."""
@@ -91,6 +97,7 @@ def certify(session: nox.Session) -> None:
         f"--junitxml={REPORTS}/junit-certify.xml",
         "--durations=15",
     )
+    check_page(session, REPORTS)
 
 
 @nox.session
@@ -111,6 +118,7 @@ def external(session: nox.Session) -> None:
         f"--reports-dir={REPORTS}/external",
         f"--junitxml={REPORTS}/junit-external.xml",
     )
+    check_page(session, f"{REPORTS}/external")
 
 
 @nox.session(default=False)

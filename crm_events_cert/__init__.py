@@ -215,7 +215,9 @@ BASE_TIMEOUT_S = 900
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     settings = config.stash[SETTINGS]
     clock = Clock(settings.time_scale)
-    timeout = max(BASE_TIMEOUT_S, round(clock.seconds(float(BASE_TIMEOUT_S / DEFAULT_CONTAINER_SCALE))))
+    timeout = max(
+        BASE_TIMEOUT_S, round(clock.seconds(float(BASE_TIMEOUT_S / DEFAULT_CONTAINER_SCALE)))
+    )
     # pytest.ini sets the base timeout in a checkout; an installed package has no pytest.ini, so
     # the plugin sets it unless the command line did.
     configured = config.getoption("timeout", None) or config.getini("timeout")
@@ -245,21 +247,29 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         session.exitstatus = EXIT_STACK_FAILED
 
 
-# Tests that take longer than this get a line of their own when they end, with their time: a
-# long run shows where it is.
+# Progress while a long run works: every live test (acceptance, drills) gets a line as it starts
+# and one as it ends, with its outcome and time; a unit test gets the end line when it took
+# longer than this.
 SLOW_TEST_S = 5.0
+OUTCOME = pytest.StashKey[str]()
 
 
-def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    if report.when != "call" or report.duration < SLOW_TEST_S:
-        return
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
     from harness.waits import console
 
-    console.print(
-        f"{report.outcome}: {report.nodeid} ({report.duration:.1f}s)",
-        highlight=False,
-        soft_wrap=True,  # one line, whatever the terminal's width
-    )
+    live = any(item.get_closest_marker(m) for m in ("acceptance", "drill"))
+    if live:
+        console.print(f"start: {item.nodeid}", highlight=False, soft_wrap=True)
+    began = time.monotonic()
+    yield
+    elapsed = time.monotonic() - began
+    if live or elapsed >= SLOW_TEST_S:
+        console.print(
+            f"{item.stash.get(OUTCOME, 'passed')}: {item.nodeid} ({elapsed:.1f}s)",
+            highlight=False,
+            soft_wrap=True,  # one line, whatever the terminal's width
+        )
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -267,6 +277,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     """Attach the tail of every container's log to a failing test's report."""
     outcome: Any = yield
     report = outcome.get_result()
+    if report.failed or (report.skipped and OUTCOME not in item.stash):
+        item.stash[OUTCOME] = "failed" if report.failed else "skipped"
     stack = item.config.stash.get(STACK, None)
     if report.failed and isinstance(stack, ContainerStack):
         for service, text in stack.all_logs(tail=60).items():

@@ -88,6 +88,15 @@ class PrometheusApi:
         params = {} if at is None else {"time": f"{at:.3f}"}
         return self._connect.custom_query(query=promql, params=params)
 
+    def query_range(self, promql: str, start: float, end: float, step: float) -> list[dict]:
+        """A range query: each series' [unix time, value] pairs from `start` to `end`."""
+        answer = self._http.get(
+            "/api/v1/query_range",
+            params={"query": promql, "start": start, "end": end, "step": f"{step:.3f}"},
+        )
+        answer.raise_for_status()
+        return answer.json()["data"]["result"]
+
     def values(self, promql: str, at: float | None = None) -> list[float]:
         return [float(item["value"][1]) for item in self.query(promql, at)]
 

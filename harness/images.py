@@ -64,6 +64,10 @@ OTELCOL_BUILDER = "go.opentelemetry.io/collector/cmd/builder@v0.140.0"
 OTEL_CONTRIB = "github.com/open-telemetry/opentelemetry-collector-contrib"
 TOXIPROXY_MODULE = "github.com/Shopify/toxiproxy/v2"
 TOXIPROXY_VERSION = "v2.12.0"
+# The upstream set's app image: the official Python base of the host's Python (the wheels are
+# built on the host, for its interpreter), and amtool from the upstream Alertmanager image.
+PYTHON_IMAGE = f"python:{sys.version_info.major}.{sys.version_info.minor}-slim-bookworm"
+UPSTREAM_ALERTMANAGER = f"prom/alertmanager:v{engines.ALERTMANAGER.version}"
 BASE_ENV = {
     "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
     "LANG": "C.UTF-8",
@@ -109,6 +113,7 @@ class Spec:
     parent: str | None  # the offline image it is FROM, or None
     pins: tuple[str, ...] = ()  # pinned versions and other strings that shape the image
     extra_inputs: Callable[[], list[Path]] | None = None  # files outside stack/images/<name>/
+    image_set: str = "offline"  # the set it belongs to: "offline", or "upstream" (built there)
 
 
 # What the app image runs (the readiness probe, the consumer, the webhook receiver): these
@@ -167,9 +172,18 @@ SPECS: dict[str, Spec] = {
             pins=(engines.ALERTMANAGER.build_key, app_pyproject()),
             extra_inputs=_app_sources,
         ),
+        Spec(
+            "app-python",
+            "app",
+            None,
+            pins=(PYTHON_IMAGE, UPSTREAM_ALERTMANAGER, app_pyproject()),
+            extra_inputs=_app_sources,
+            image_set="upstream",
+        ),
     )
 }
 ORDER = list(SPECS)
+OFFLINE = [name for name in ORDER if SPECS[name].image_set == "offline"]  # what a build builds
 
 
 def _image_files(name: str) -> list[Path]:
@@ -232,9 +246,9 @@ def _upstream() -> ImageSet:
         kafka="apache/kafka:3.9.1",
         kafka_exporter="danielqsj/kafka-exporter:v1.9.0",
         prometheus=f"prom/prometheus:v{engines.PROMETHEUS.version}",
-        alertmanager=f"prom/alertmanager:v{engines.ALERTMANAGER.version}",
+        alertmanager=UPSTREAM_ALERTMANAGER,
         toxiproxy="ghcr.io/shopify/toxiproxy:2.12.0",
-        app=offline_tags(["app"])["app"],  # the project's own image is always built locally
+        app=offline_tags(["app-python"])["app-python"],  # the project's own: built here
         grafana="grafana/grafana:12.1.1",
     )
 
@@ -304,22 +318,30 @@ def image_set(selection: str | Choice | None = None) -> ImageSet:
 def ensure_images(selection: str | None = None, *, console: Any = None) -> ImageSet:
     """The images a run uses, building the local ones that are missing.
 
-    ``"offline"``: every offline image not overridden by CRM_CERT_IMAGE_*; ``"upstream"``: only the
-    app image (the rest are pulled by Docker when a container first uses them); ``"auto"``: one
-    of the two (``choose``), printed with its reason.
+    ``"offline"``: every offline image not overridden by CRM_CERT_IMAGE_*; ``"upstream"``: the app
+    image on the official Python base, and the others pulled, with progress; ``"auto"``: one of
+    the two (``choose``), printed with its reason.
     """
     choice = choose(selection)
     if console is not None:
         console.print(f"images: {choice.selection} ({choice.reason})", highlight=False)
     images = image_set(choice)
     overridden = _overrides()
-    wanted = ["app"] if choice.selection == "upstream" else [n for n in ORDER if SPECS[n].field]
-    wanted = [n for n in wanted if SPECS[n].field not in overridden]
+    wanted = [
+        name
+        for name, spec in SPECS.items()
+        if spec.field and spec.image_set == choice.selection and spec.field not in overridden
+    ]
+    builder = Builder(console=console)
     if wanted:
-        results = Builder(console=console).build(wanted)
+        results = builder.build(wanted)
         failed = [r for r in results if r.status == "failed"]
         if failed:
             raise ImageBuildError(failed[0].error or BuildStepError(failed[0].name, "?", ""))
+    if choice.selection == "upstream":
+        built = {getattr(images, SPECS[name].field or "") for name in wanted}
+        refs = [getattr(images, f) for f in IMAGE_FIELDS]
+        builder.pull_missing([ref for ref in refs if ref and ref not in built])
     return images
 
 
@@ -335,6 +357,19 @@ class BuildStepError(Exception):
 
     def report(self) -> str:
         return f"{self.args[0]}; last lines of its output:\n{self.tail}"
+
+
+# A layer's last status in a pull's stream.
+PULLED = ("Pull complete", "Already exists")
+
+
+class ImagePullError(RuntimeError):
+    def __init__(self, ref: str, reason: str) -> None:
+        super().__init__(
+            f"could not pull {ref}: {reason[:300]} (no registry here? --images=offline builds "
+            "every image from package registries)"
+        )
+        self.ref = ref
 
 
 class ImageBuildError(RuntimeError):
@@ -438,6 +473,46 @@ class Builder:
             self._remove_dangling(name)
         return removed
 
+    # -- pulls (the upstream set) -------------------------------------------------------------
+    def pull_missing(self, refs: Sequence[str]) -> None:
+        """Pull each image not present yet, with its layers' progress; a refused pull is an
+        ImagePullError naming the image, not Docker's raw error."""
+        import docker
+
+        missing = []
+        for ref in refs:
+            try:
+                self.docker.images.get(ref)
+            except docker.errors.ImageNotFound:
+                missing.append(ref)
+        with self._progress_display():
+            for ref in missing:
+                self._pull(ref)
+
+    def _pull(self, ref: str) -> None:
+        import docker
+
+        repository, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "")
+        began = time.monotonic()
+        layers: dict[str, str] = {}
+        if hasattr(self._progress, "start"):
+            self._progress.start(ref.split("/")[-1])
+        try:
+            for event in self.docker.api.pull(
+                repository, tag=tag or "latest", stream=True, decode=True
+            ):
+                if "error" in event:
+                    raise ImagePullError(ref, str(event["error"]))
+                if "id" in event and "status" in event:
+                    layers[event["id"]] = event["status"]
+                    done = sum(status in PULLED for status in layers.values())
+                    self._step(f"pulling {ref}: {done}/{len(layers)} layers")
+        except docker.errors.APIError as error:
+            raise ImagePullError(ref, str(error.explanation or error)) from None
+        if hasattr(self._progress, "finish"):
+            self._progress.finish("pulled")
+        self._progress.log(f"pulled {ref}: {len(layers)} layers in {time.monotonic() - began:.0f}s")
+
     # -- the plan -------------------------------------------------------------------------------
     def plan(self, names: Sequence[str]) -> list[str]:
         """The requested images in build order, with each missing parent put before its child."""
@@ -455,7 +530,7 @@ class Builder:
         return [n for n in ORDER if n in chosen]
 
     def build(self, names: Sequence[str] | None = None) -> list[Result]:
-        names = list(names or ORDER)
+        names = list(names or OFFLINE)
         self.logs.mkdir(parents=True, exist_ok=True)
         try:
             plan = self.plan(names)
@@ -628,13 +703,16 @@ class Builder:
         shutil.copytree(IMAGES_DIR / name, context, ignore=shutil.ignore_patterns("__pycache__"))
         return context
 
-    def _docker_build(self, tag: str, context: Path, parent: str | None) -> None:
-        """`docker build` through the SDK (classic builder, never pulls), output to the log."""
+    def _docker_build(
+        self, tag: str, context: Path, parent: str | None, args: dict[str, str] | None = None
+    ) -> None:
+        """`docker build` through the SDK (classic builder: pulls only a FROM image that is
+        missing), output to the log."""
         assert self._current is not None
         name = self._current.name
         step = "docker build"
         tail: deque[str] = deque(maxlen=25)
-        buildargs = {"BASE": self.tags[parent]} if parent else {}
+        buildargs = ({"BASE": self.tags[parent]} if parent else {}) | (args or {})
         labels = {LABEL: name, INPUTS_LABEL: tag.rsplit(":", 1)[1]}
         with self._timed(step), self._log_path().open("a") as out:
             out.write(f"\n$ docker build -t {tag} {context} (buildargs {buildargs})\n")
@@ -863,6 +941,12 @@ class Builder:
         # network: the current engine's, the one the routes are proven with.
         shutil.copy(self._engine_binaries(engines.ALERTMANAGER) / "amtool", context / "amtool")
         self._docker_build(tag, context, "base")
+
+    def _build_app_python(self, tag: str) -> None:
+        context = self._context()
+        self._app_wheels(context / "wheels")
+        args = {"PYTHON_IMAGE": PYTHON_IMAGE, "ALERTMANAGER_IMAGE": UPSTREAM_ALERTMANAGER}
+        self._docker_build(tag, context, None, args)
 
     def _app_wheels(self, wheels: Path) -> None:
         """The app and its dependencies as wheels, built on the host from the app's packages."""

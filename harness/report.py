@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from harness import replay
 from harness.claims import BY_ID, CLAIMS, SECTIONS, Claim
 from harness.contract import CHECKLIST, Clock
 from harness.contract import load as load_contract
@@ -109,6 +110,8 @@ class CertificationReport:
         self.images_used: tuple[str, str] | None = None
         self.results: dict[str, TestResult] = {}
         self.started = time.time()
+        # Each episode's dashboard data, read from Prometheus when its test ends (by title).
+        self.dashboards: dict[str, dict[str, Any]] = {}
 
     # -- collection of outcomes ----------------------------------------------------------
 
@@ -161,6 +164,24 @@ class CertificationReport:
                 result.detail = f"xfail ({report.wasxfail or 'no reason'}): not a proof"
         elif report.when == "teardown" and report.failed:
             result.outcome, result.detail = "failed", _short(report)
+        if report.when == "teardown":
+            self.capture_dashboards()
+
+    def capture_dashboards(self) -> None:
+        """Read the dashboard's data for the episodes that ended with this test, now: a later
+        drill may restart Prometheus with an empty TSDB."""
+        for episode in JOURNAL:
+            if episode.title in self.dashboards or not episode.moments:
+                continue
+            try:
+                self.dashboards[episode.title] = replay.capture(
+                    episode.stack.endpoints.prometheus_url,
+                    episode.started_at,
+                    episode.started_at + episode.duration_s,
+                    episode.stack.scale,
+                )
+            except Exception as error:  # the report says so; the verdict does not depend on it
+                self.dashboards[episode.title] = {"error": f"{type(error).__name__}: {error}"}
 
     # -- the report ----------------------------------------------------------------------
 
@@ -198,10 +219,11 @@ class CertificationReport:
         directory = Path(self.settings.reports_dir)
         directory.mkdir(parents=True, exist_ok=True)
         timelines = write_timelines(JOURNAL, directory, self.threshold, self.settings.time_scale)
+        dashboards = write_dashboards(self.dashboards, directory)
         (directory / "evidence.json").write_text(
             json.dumps(self.evidence_json(claims, verdict), indent=2, default=str)
         )
-        document = self.markdown(claims, timelines, verdict)
+        document = self.markdown(claims, timelines, dashboards, verdict)
         (directory / "certification.md").write_text(document)
         (directory / "index.html").write_text(html_page(document, directory, verdict))
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
@@ -312,7 +334,11 @@ class CertificationReport:
         }
 
     def markdown(
-        self, claims: list[ClaimResult], timelines: dict[str, str], verdict: Verdict
+        self,
+        claims: list[ClaimResult],
+        timelines: dict[str, str],
+        dashboards: dict[str, str],
+        verdict: Verdict,
     ) -> str:
         contract = load_contract()
         clock = Clock(self.settings.time_scale)
@@ -378,9 +404,14 @@ class CertificationReport:
             lines.append("")
         lines += self.time_against_floor()
         if timelines:
-            lines += ["## Timelines", ""]
+            lines += [TIMELINES_HEADING, ""]
             for title, path in timelines.items():
                 lines += [f"### {title}", "", f"![{title}]({path})", ""]
+                replayed = dashboards.get(title, "")
+                if replayed.endswith(".png"):
+                    lines += [f"![{title}: the dashboard, replayed]({replayed})", ""]
+                elif replayed:
+                    lines += [f"The dashboard could not be replayed: {replayed}", ""]
         return "\n".join(lines)
 
 
@@ -393,7 +424,9 @@ table { border-collapse: collapse; margin: .5rem 0; } td, th { border: 1px solid
 code { background: #f3f4f6; padding: 0 .2rem; } img { max-width: 100%; }
 .verdict { font-size: 1.4rem; padding: .6rem 1rem; border-radius: .4rem; color: white; }
 .certified { background: #1a7f37; } .not-certified { background: #cf222e; }
+body:has(#timelines:target) > :not(#timelines, #verdict) { display: none; }
 """
+TIMELINES_HEADING = "## Timelines and the dashboard, replayed"
 
 
 def html_page(document: str, directory: Path, verdict: Verdict) -> str:
@@ -404,8 +437,14 @@ def html_page(document: str, directory: Path, verdict: Verdict) -> str:
 
     import markdown
 
-    body = markdown.markdown(document, extensions=["tables"])
-    for image in sorted(directory.glob("timeline-*.png")):
+    # The timelines are a section of their own: index.html#timelines shows them alone (a link
+    # to send, a screenshot to take without scrolling).
+    report, _, timelines = document.partition(f"\n{TIMELINES_HEADING}\n")
+    body = markdown.markdown(report, extensions=["tables"])
+    if timelines:
+        section = markdown.markdown(f"{TIMELINES_HEADING}\n{timelines}", extensions=["tables"])
+        body += f'<section id="timelines">{section}</section>'
+    for image in sorted([*directory.glob("timeline-*.png"), *directory.glob("dashboard-*.png")]):
         data = base64.b64encode(image.read_bytes()).decode()
         body = body.replace(f'src="{image.name}"', f'src="data:image/png;base64,{data}"')
     kind = "certified" if verdict.certified else "not-certified"
@@ -504,8 +543,27 @@ def write_timelines(
             axes[0].annotate(mark, (at, 1.05), fontsize=7, rotation=15)
         axes[-1].set_xlabel(f"seconds (time scale {scale})")
         fig.suptitle(episode.title)
-        name = "timeline-" + "".join(c if c.isalnum() else "-" for c in episode.title.lower())
+        name = "timeline-" + _slug(episode.title)
         fig.savefig(directory / f"{name}.png", dpi=90)
         plt.close(fig)
         written[episode.title] = f"{name}.png"
+    return written
+
+
+def _slug(title: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in title.lower())
+
+
+def write_dashboards(captured: dict[str, dict[str, Any]], directory: Path) -> dict[str, str]:
+    """One PNG per episode: the project's dashboard replayed over its time range (by title: the
+    file name, or why there is none). The data goes beside them, in dashboards.json."""
+    (directory / "dashboards.json").write_text(json.dumps(captured))
+    written: dict[str, str] = {}
+    for title, data in captured.items():
+        if "error" in data:
+            written[title] = f"Prometheus did not answer ({data['error'][:200]})"
+            continue
+        name = f"dashboard-{_slug(title)}.png"
+        replay.draw(title, data, directory / name)
+        written[title] = name
     return written

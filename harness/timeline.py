@@ -53,6 +53,7 @@ class Episode:
     moments: list[Moment] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
     _t0: float = field(default_factory=time.monotonic)
+    started_at: float = field(default_factory=time.time)  # Unix time: Prometheus' clock
 
     def __post_init__(self) -> None:
         JOURNAL.append(self)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import ClassVar
 
 import pytest
 
@@ -51,6 +52,7 @@ def test_every_image_has_a_dockerfile_and_a_stable_input_tag() -> None:
     first, second = images.offline_tags(), images.offline_tags()
     assert first == second
     assert list(first) == images.ORDER
+    assert {spec.image_set for spec in images.SPECS.values()} == {"offline", "upstream"}
     for name, tag in first.items():
         assert (IMAGES / name / "Dockerfile").is_file() or name == "base"
         assert re.fullmatch(rf"crm-cert/{name}:[0-9a-f]{{12}}", tag), tag
@@ -74,8 +76,115 @@ def test_upstream_defaults_and_the_app_image_is_always_local() -> None:
     up = images.UPSTREAM
     assert up.kafka == "apache/kafka:3.9.1"
     assert up.kafka_exporter.startswith("danielqsj/kafka-exporter:")
-    assert up.app == images.offline_images().app
+    assert up.app == images.offline_tags(["app-python"])["app-python"]
+    assert up.app != images.offline_images().app  # no debootstrap base upstream
     assert images.offline_images().grafana is None
+
+
+class FakeBuilder:
+    """Records what ensure_images asks of the builder."""
+
+    asked: ClassVar[list[tuple[str, list[str]]]] = []
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    def build(self, names: list[str]) -> list[images.Result]:
+        self.asked.append(("build", list(names)))
+        return [images.Result(n, "t", "reused") for n in names]
+
+    def pull_missing(self, refs: list[str]) -> None:
+        self.asked.append(("pull", list(refs)))
+
+
+def test_the_upstream_set_builds_only_the_python_based_app_and_pulls_the_rest(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in images.IMAGE_FIELDS:
+        monkeypatch.delenv(f"CRM_CERT_IMAGE_{name.upper()}", raising=False)
+    FakeBuilder.asked = []
+    monkeypatch.setattr(images, "Builder", FakeBuilder)
+    chosen = images.ensure_images("upstream")
+    up = images.UPSTREAM
+    pulled = [up.kafka, up.kafka_exporter, up.prometheus, up.alertmanager, up.toxiproxy]
+    assert FakeBuilder.asked == [("build", ["app-python"]), ("pull", [*pulled, up.grafana])]
+    assert chosen.app == up.app
+    FakeBuilder.asked = []
+    images.ensure_images("offline")
+    offline = [n for n in images.ORDER if n not in ("base", "app-python")]
+    assert FakeBuilder.asked == [("build", offline)]  # nothing pulled offline
+
+
+def test_the_python_based_app_image_is_built_without_debootstrap(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(images, "BUILD_DIR", tmp_path)
+    builder = images.Builder()
+    assert builder.plan(["app-python"]) == ["app-python"]  # no parent: no base image
+    built: list[tuple[str, str | None, dict[str, str] | None]] = []
+    monkeypatch.setattr(builder, "_build_base", lambda tag: pytest.fail("debootstrap ran"))
+    monkeypatch.setattr(builder, "_app_wheels", lambda wheels: wheels.mkdir())
+    monkeypatch.setattr(
+        builder,
+        "_docker_build",
+        lambda tag, context, parent, args=None: built.append((tag, parent, args)),
+    )
+    builder._current = images.Result("app-python", builder.tags["app-python"], "failed")
+    builder._build_app_python(builder.tags["app-python"])
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    assert built == [
+        (
+            builder.tags["app-python"],
+            None,
+            {
+                "PYTHON_IMAGE": f"python:{version}-slim-bookworm",  # the wheels' interpreter
+                "ALERTMANAGER_IMAGE": images.UPSTREAM.alertmanager,
+            },
+        )
+    ]
+    dockerfile = (IMAGES / "app-python" / "Dockerfile").read_text()
+    froms = re.findall(r"^FROM (\S+)", dockerfile, re.MULTILINE)
+    assert froms == ["${ALERTMANAGER_IMAGE}", "${PYTHON_IMAGE}", "${PYTHON_IMAGE}"]
+    assert "COPY --from=alertmanager /bin/amtool" in dockerfile
+
+
+class FakeDocker:
+    """The Docker SDK's images.get and api.pull, for the pull progress."""
+
+    def __init__(self, present: set[str], events: list[dict[str, str]]) -> None:
+        import docker
+
+        self.present, self.events, self.pulled = present, events, []
+        self.images = self
+        self.api = self
+        self.not_found = docker.errors.ImageNotFound
+
+    def get(self, ref: str) -> object:
+        if ref not in self.present:
+            raise self.not_found(ref)
+        return object()
+
+    def pull(self, repository: str, tag: str, stream: bool, decode: bool) -> list[dict[str, str]]:
+        self.pulled.append(f"{repository}:{tag}")
+        return self.events
+
+
+def test_pulls_show_their_layers_and_a_refused_pull_names_its_image(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    builder = images.Builder()
+    events = [
+        {"id": "a1", "status": "Downloading"},
+        {"id": "b2", "status": "Already exists"},
+        {"id": "a1", "status": "Pull complete"},
+    ]
+    builder._docker = FakeDocker({"present/image:1"}, events)
+    builder.pull_missing(["present/image:1", "registry:5000/team/app:2"])
+    assert builder._docker.pulled == ["registry:5000/team/app:2"]
+    assert "pulled registry:5000/team/app:2: 2 layers" in capsys.readouterr().err
+    builder._docker = FakeDocker(set(), [{"error": "toomanyrequests: rate limit"}])
+    with pytest.raises(images.ImagePullError, match=r"could not pull prom/prometheus:v3.*rate"):
+        builder.pull_missing(["prom/prometheus:v3"])
 
 
 def chosen_set(image_set: images.ImageSet, selection: str) -> images.ImageSet:
