@@ -1,6 +1,7 @@
 """reports/index.html opened as a reader opens it: in headless Chromium (Debian's
-chromium-headless-shell or chromium, or the Google Chrome that GitHub's runners carry). Its screenshots must not be blank, and the verdict the
-page shows must be the one evidence.json records.
+chromium-headless-shell or chromium, or the Google Chrome that GitHub's runners carry). Its
+screenshots must not be blank, and the verdict the page shows must be the one evidence.json
+records.
 
     python -m harness.page_check reports/     # writes reports/index.png and index-timelines.png
 """
