@@ -33,6 +33,7 @@ import hashlib
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +75,9 @@ BASE_ENV = {
 }
 
 SELECTION_ENV = "CRM_CERT_IMAGES"
+# A directory of `docker save` archives, one per image and input hash (CI caches keep it between
+# runs): a missing image is loaded from it instead of built, and a built one is saved to it.
+CACHE_ENV = "CRM_CERT_IMAGE_CACHE"
 OVERRIDE_ENV_PREFIX = "CRM_CERT_IMAGE_"
 SELECTIONS = ("auto", "upstream", "offline")
 # Where the upstream set's images come from; `auto` asks each whether it answers.
@@ -382,7 +386,7 @@ class ImageBuildError(RuntimeError):
 class Result:
     name: str
     tag: str
-    status: str  # built | reused | failed | skipped
+    status: str  # built | reused | loaded (from the archive cache) | failed | skipped
     seconds: float = 0.0
     size: int | None = None
     own_size: int | None = None
@@ -401,9 +405,13 @@ class _NullProgress:
 class Builder:
     """Builds offline images in order, each only when its tag is missing (or with force)."""
 
-    def __init__(self, *, force: bool = False, console: Any = None) -> None:
+    def __init__(
+        self, *, force: bool = False, console: Any = None, cache: Path | None = None
+    ) -> None:
         self.force = force
         self.console = console
+        cached = cache or os.environ.get(CACHE_ENV)
+        self.cache = Path(cached).expanduser() if cached else None
         self.tags = offline_tags()
         self.logs = BUILD_DIR / "logs"
         self._docker: Any = None
@@ -616,6 +624,8 @@ class Builder:
             if existing is not None and not self.force:
                 result.status = "reused"
                 self._progress.log(f"{name}: {tag} present, reused")
+            elif not self.force and self._load_cached(name):
+                result.status = "loaded"
             else:
                 (self.logs / f"{name}.log").write_text(f"# build of {tag}\n")
                 getattr(self, "_build_" + name.replace("-", "_"))(tag)
@@ -628,6 +638,7 @@ class Builder:
             image = self._image(tag)
             if image is None:
                 raise BuildStepError(name, "check the image", f"{tag} missing after its build")
+            self._save_cached(name)
             result.size = int(image.attrs.get("Size") or 0)
             parent = SPECS[name].parent
             parent_image = self._image(self.tags[parent]) if parent else None
@@ -639,12 +650,57 @@ class Builder:
         result.seconds = time.monotonic() - started
         if hasattr(self._progress, "finish"):
             self._progress.finish(
-                {"built": "built", "reused": "reused", "failed": "[red]failed[/red]"}[result.status]
+                {
+                    "built": "built",
+                    "reused": "reused",
+                    "loaded": "loaded from the cache",
+                    "failed": "[red]failed[/red]",
+                }[result.status]
             )
         if result.status == "built":
             steps = ", ".join(f"{k} {v:.0f}s" for k, v in result.steps.items())
             self._progress.log(f"{name}: built {tag} in {result.seconds:.0f}s ({steps})")
         return result
+
+    # -- the archive cache (CRM_CERT_IMAGE_CACHE) -----------------------------------------------
+    def archive(self, name: str) -> Path | None:
+        """Where the cache keeps `name` at its current inputs (None: no cache)."""
+        if self.cache is None:
+            return None
+        return self.cache / f"{name}-{self.tags[name].rsplit(':', 1)[1]}.tar"
+
+    def _load_cached(self, name: str) -> bool:
+        archive = self.archive(name)
+        if archive is None or not archive.is_file():
+            return False
+        with self._timed("docker load"), archive.open("rb") as data:
+            try:
+                self.docker.api.load_image(data, quiet=True)
+            except Exception as error:  # a damaged archive: build instead, and replace it
+                self._progress.log(f"{name}: {archive} not loaded ({error}); building")
+                archive.unlink(missing_ok=True)
+                return False
+        if self._image(self.tags[name]) is None:
+            self._progress.log(f"{name}: {archive} did not hold {self.tags[name]}; building")
+            return False
+        self._progress.log(f"{name}: loaded {self.tags[name]} from {archive}")
+        return True
+
+    def _save_cached(self, name: str) -> None:
+        """Keep the image's archive (and only the current one for its name) in the cache."""
+        archive = self.archive(name)
+        if archive is None or archive.is_file():
+            return
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_suffix(".partial")
+        with self._timed("docker save"), partial.open("wb") as out:
+            for chunk in self.docker.api.get_image(self.tags[name]):
+                out.write(chunk)
+        partial.replace(archive)  # a killed save leaves no archive that looks whole
+        older = re.compile(rf"{re.escape(name)}-[0-9a-f]{{{HASH_LENGTH}}}\.tar")
+        for old in archive.parent.iterdir():
+            if old != archive and older.fullmatch(old.name):
+                old.unlink()
 
     # -- helpers --------------------------------------------------------------------------------
     def _log_path(self) -> Path:
@@ -1076,6 +1132,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--tags", action="store_true", help="print the offline tags (no build) and exit"
     )
     parser.add_argument(
+        "--cache",
+        type=Path,
+        metavar="DIR",
+        help=f"load missing images from docker-save archives in DIR, save built ones there "
+        f"(env: {CACHE_ENV})",
+    )
+    parser.add_argument(
         "--prune",
         action="store_true",
         help="then remove crm-cert/* images of older inputs (never images built elsewhere)",
@@ -1095,7 +1158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     unknown = [n for n in names or [] if n not in SPECS]
     if unknown:
         parser.error(f"unknown image(s) {', '.join(unknown)}; known: {', '.join(ORDER)}")
-    builder = Builder(force=args.force, console=console)
+    builder = Builder(force=args.force, console=console, cache=args.cache)
     try:
         results = builder.build(names)
     except KeyboardInterrupt:

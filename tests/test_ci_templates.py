@@ -272,12 +272,24 @@ def test_the_image_set_choices_are_the_harness_ones_auto_by_default() -> None:
     dispatch = load(GITHUB)["on"]["workflow_dispatch"]["inputs"]["images"]
     assert tuple(dispatch["options"]) == IMAGE_SETS
     assert dispatch["default"] == images.default
-    assert github_job()["env"] == {
-        images.env: f"${{{{ inputs.images || vars.{images.env} || '{images.default}' }}}}"
-    }
+    assert github_job()["env"][images.env] == (
+        f"${{{{ inputs.images || vars.{images.env} || '{images.default}' }}}}"
+    )
     variable = load(GITLAB)["variables"][images.env]
     assert tuple(variable["options"]) == IMAGE_SETS
     assert variable["value"] == images.default
+
+
+def test_both_templates_keep_the_image_archives_where_the_harness_reads_them() -> None:
+    from harness.images import CACHE_ENV
+
+    directory = ".cache/crm-cert-images"
+    assert github_job()["env"][CACHE_ENV] == "${{ github.workspace }}/" + directory
+    (cache,) = github_steps(uses="actions/cache@")
+    assert cache["with"]["path"] == directory
+    assert "stack/images/**" in cache["with"]["key"]
+    assert load(GITLAB)["variables"][CACHE_ENV] == "$CI_PROJECT_DIR/" + directory
+    assert gitlab_job()["cache"]["paths"] == [directory + "/"]
 
 
 def test_the_runners_python_is_one_the_project_supports() -> None:

@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -441,3 +441,65 @@ def test_collector_manifest_pins_one_contrib_version() -> None:
     versions = set(re.findall(r"opentelemetry-collector-contrib/\S+ (v[\d.]+)", manifest))
     assert len(versions) == 1, versions
     assert images.OTELCOL_BUILDER.rsplit("@", 1)[1].startswith("v0.140.")
+
+
+class CacheDocker:
+    """The Docker SDK calls the archive cache makes: images.get, api.load_image, api.get_image."""
+
+    def __init__(self, present: set[str]) -> None:
+        import docker
+
+        self.present, self.loaded, self.saved = set(present), [], []
+        self.images, self.api = self, self
+        self.not_found = docker.errors.ImageNotFound
+
+    def get(self, ref: str) -> object:
+        if ref not in self.present:
+            raise self.not_found(ref)
+        return object()
+
+    def load_image(self, data: Any, quiet: bool) -> None:
+        text = data.read().decode()
+        self.loaded.append(text)
+        self.present.add(text)  # the fake archive holds the tag it restores
+
+    def get_image(self, ref: str) -> list[bytes]:
+        self.saved.append(ref)
+        return [ref.encode()]
+
+
+def test_the_archive_cache_loads_by_input_hash_and_keeps_one_per_image(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv(images.CACHE_ENV, raising=False)
+    builder = images.Builder(cache=tmp_path)
+    tag = builder.tags["kafka"]
+    archive = builder.archive("kafka")
+    assert archive == tmp_path / f"kafka-{tag.rsplit(':', 1)[1]}.tar"
+    assert images.Builder().archive("kafka") is None  # no cache unless asked for
+    builder._docker = CacheDocker(present=set())
+    builder._current = images.Result("kafka", tag, "failed")
+    assert builder._load_cached("kafka") is False  # nothing cached yet
+    builder._docker.present.add(tag)
+    stale = tmp_path / "kafka-000000000000.tar"
+    stale.write_text("older inputs")
+    other = tmp_path / "kafka-exporter-000000000000.tar"
+    other.write_text("another image")
+    builder._save_cached("kafka")
+    assert archive.read_text() == tag and not stale.exists() and other.exists()
+    builder._docker = CacheDocker(present=set())  # a fresh machine, the same cache
+    assert builder._load_cached("kafka") is True
+    assert builder._docker.loaded == [tag]
+    builder._save_cached("kafka")
+    assert builder._docker.saved == []  # already archived: not saved again
+
+
+def test_a_cache_archive_that_does_not_restore_the_tag_is_built_instead(tmp_path: Path) -> None:
+    builder = images.Builder(cache=tmp_path)
+    tag = builder.tags["app"]
+    archive = builder.archive("app")
+    assert archive is not None
+    archive.write_text("crm-cert/app:somethingelse")
+    builder._docker = CacheDocker(present=set())
+    builder._current = images.Result("app", tag, "failed")
+    assert builder._load_cached("app") is False

@@ -14,6 +14,8 @@ import pytest
 
 from harness.paths import PROJECT
 
+pytestmark = pytest.mark.claim("harness.self_test")
+
 PYPROJECT = tomllib.loads((PROJECT / "pyproject.toml").read_text())
 SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 
