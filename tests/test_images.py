@@ -11,7 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import pytest
 
@@ -443,63 +443,70 @@ def test_collector_manifest_pins_one_contrib_version() -> None:
     assert images.OTELCOL_BUILDER.rsplit("@", 1)[1].startswith("v0.140.")
 
 
-class CacheDocker:
-    """The Docker SDK calls the archive cache makes: images.get, api.load_image, api.get_image."""
+def fake_docker_cli(monkeypatch: pytest.MonkeyPatch, present: set[str]) -> list[list[str]]:
+    """`docker save` and `docker load` as the cache runs them, against a set of present tags: a
+    fake archive is the list of tags it holds."""
+    calls: list[list[str]] = []
 
-    def __init__(self, present: set[str]) -> None:
-        import docker
+    def run(command: list[str], **_: object) -> subprocess.CompletedProcess[str]:
+        calls.append(command)
+        if command[1] == "save":
+            Path(command[command.index("--output") + 1]).write_text(" ".join(command[4:]))
+        elif command[1] == "load":
+            text = Path(command[command.index("--input") + 1]).read_text()
+            if not text.startswith("crm-cert/"):
+                return subprocess.CompletedProcess(command, 1, "", "invalid tar header")
+            present.update(text.split())
+        return subprocess.CompletedProcess(command, 0, "", "")
 
-        self.present, self.loaded, self.saved = set(present), [], []
-        self.images, self.api = self, self
-        self.not_found = docker.errors.ImageNotFound
-
-    def get(self, ref: str) -> object:
-        if ref not in self.present:
-            raise self.not_found(ref)
-        return object()
-
-    def load_image(self, data: Any, quiet: bool) -> None:
-        text = data.read().decode()
-        self.loaded.append(text)
-        self.present.add(text)  # the fake archive holds the tag it restores
-
-    def get_image(self, ref: str) -> list[bytes]:
-        self.saved.append(ref)
-        return [ref.encode()]
+    monkeypatch.setattr(images.subprocess, "run", run)
+    return calls
 
 
-def test_the_archive_cache_loads_by_input_hash_and_keeps_one_per_image(
+def test_the_archive_cache_holds_the_whole_set_once_by_its_inputs(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.delenv(images.CACHE_ENV, raising=False)
+    assert images.Builder().archive() is None  # no cache unless asked for
     builder = images.Builder(cache=tmp_path)
-    tag = builder.tags["kafka"]
-    archive = builder.archive("kafka")
-    assert archive == tmp_path / f"kafka-{tag.rsplit(':', 1)[1]}.tar"
-    assert images.Builder().archive("kafka") is None  # no cache unless asked for
-    builder._docker = CacheDocker(present=set())
-    builder._current = images.Result("kafka", tag, "failed")
-    assert builder._load_cached("kafka") is False  # nothing cached yet
-    builder._docker.present.add(tag)
-    stale = tmp_path / "kafka-000000000000.tar"
+    archive = builder.archive()
+    assert archive is not None and archive.parent == tmp_path
+    present: set[str] = set()
+    calls = fake_docker_cli(monkeypatch, present)
+    monkeypatch.setattr(builder, "_image", lambda tag: object() if tag in present else None)
+    offline_tags = [builder.tags[n] for n in images.OFFLINE]
+    assert builder.load_cached(images.OFFLINE) is False  # nothing cached yet
+    present.update(offline_tags[:-1])
+    assert builder.save_cached() is None  # a partial set is not archived
+    present.add(offline_tags[-1])
+    stale = tmp_path / "offline-000000000000.tar"
     stale.write_text("older inputs")
-    other = tmp_path / "kafka-exporter-000000000000.tar"
-    other.write_text("another image")
-    builder._save_cached("kafka")
-    assert archive.read_text() == tag and not stale.exists() and other.exists()
-    builder._docker = CacheDocker(present=set())  # a fresh machine, the same cache
-    assert builder._load_cached("kafka") is True
-    assert builder._docker.loaded == [tag]
-    builder._save_cached("kafka")
-    assert builder._docker.saved == []  # already archived: not saved again
+    assert builder.save_cached() == archive
+    assert archive.read_text().split() == offline_tags  # one archive, every offline image
+    assert not stale.exists()
+    assert builder.save_cached() is None  # already there: not saved again
+    present.clear()  # a fresh machine, the same cache
+    assert builder.load_cached(["app"]) is True
+    assert present == set(offline_tags)
+    assert builder.load_cached(["app"]) is False  # nothing missing: nothing loaded
+    assert [c[1] for c in calls] == ["save", "load"]
 
 
-def test_a_cache_archive_that_does_not_restore_the_tag_is_built_instead(tmp_path: Path) -> None:
+def test_a_change_of_any_input_names_another_archive(monkeypatch: pytest.MonkeyPatch) -> None:
+    builder = images.Builder(cache=Path("/cache"))
+    before = builder.archive()
+    monkeypatch.setitem(builder.tags, "app", "crm-cert/app:000000000000")
+    assert builder.archive() != before
+
+
+def test_a_damaged_archive_is_dropped_and_the_images_built(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     builder = images.Builder(cache=tmp_path)
-    tag = builder.tags["app"]
-    archive = builder.archive("app")
+    archive = builder.archive()
     assert archive is not None
-    archive.write_text("crm-cert/app:somethingelse")
-    builder._docker = CacheDocker(present=set())
-    builder._current = images.Result("app", tag, "failed")
-    assert builder._load_cached("app") is False
+    archive.write_text("not a tar")
+    fake_docker_cli(monkeypatch, set())
+    monkeypatch.setattr(builder, "_image", lambda tag: None)
+    assert builder.load_cached(["app"]) is False
+    assert not archive.exists()
