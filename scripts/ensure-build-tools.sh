@@ -27,8 +27,19 @@ else
   work=$(mktemp -d)
   trap 'rm -rf "$work"' EXIT
   zip="$work/go.zip"
-  curl -fsSL --retry 3 -o "$zip" \
-    "$GO_PROXY/golang.org/toolchain/@v/v0.0.1-go$GO_VERSION.linux-amd64.zip"
+  # python3, not curl: a stock Debian has the one and not the other.
+  python3 - "$GO_PROXY/golang.org/toolchain/@v/v0.0.1-go$GO_VERSION.linux-amd64.zip" "$zip" <<'PY'
+import sys, time, urllib.request
+for attempt in range(3):
+    try:
+        urllib.request.urlretrieve(sys.argv[1], sys.argv[2])
+        break
+    except OSError as error:
+        print(f"ensure-build-tools: {sys.argv[1]}: {error}", file=sys.stderr)
+        if attempt == 2:
+            sys.exit(1)
+        time.sleep(2 ** attempt)
+PY
   echo "$GO_SHA256  $zip" | sha256sum --check --quiet
   python3 -m zipfile -e "$zip" "$work/unzipped"
   rm -rf "$GO_ROOT"
