@@ -25,7 +25,8 @@ if ! command -v dockerd >/dev/null 2>&1; then
     || die "apt-get install docker.io failed"
 fi
 
-if ! pgrep -x dockerd >/dev/null; then
+# pidof (sysvinit-utils, essential), not pgrep: procps is not on every Debian.
+if ! pidof dockerd >/dev/null; then
   echo "ensure-docker: starting dockerd (log: $DOCKERD_LOG)"
   # containerd is started by dockerd itself when no system containerd runs.
   nohup dockerd >"$DOCKERD_LOG" 2>&1 &
@@ -36,7 +37,7 @@ for _ in $(seq "$WAIT_SECONDS"); do
     echo "ensure-docker: engine answers ($(docker version --format '{{.Server.Version}}'))"
     exit 0
   fi
-  if ! pgrep -x dockerd >/dev/null; then
+  if ! pidof dockerd >/dev/null; then
     die "dockerd exited during start-up; last lines of $DOCKERD_LOG:
 $(tail -n 15 "$DOCKERD_LOG" 2>/dev/null)"
   fi
