@@ -23,6 +23,7 @@ import pytest
 
 from harness.contract import STACK_DIR_ENV, Clock, ContractError
 from harness.contract import load as load_contract
+from harness.paths import PROJECT
 from harness.settings import (
     DEFAULT_CONTAINER_SCALE,
     HarnessSettings,
@@ -49,6 +50,26 @@ from harness.steady import SteadyState, wait_for_steady_state  # noqa: E402
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     add_options(parser.getgroup("crm-cert", "CRM events stack certification").addoption)
+
+
+def pytest_load_initial_conftests(
+    early_config: pytest.Config, parser: pytest.Parser, args: list[str]
+) -> None:
+    """With no path on the command line and no testpaths configured (an installed package run
+    from anywhere), collect the plugin's own suites: `pytest -p crm_events_cert -m smoke`."""
+    if early_config.known_args_namespace.file_or_dir or early_config.getini("testpaths"):
+        return
+    args.extend(str(directory) for directory in suite_directories())
+
+
+SUITES = ("acceptance", "drills")
+
+
+def suite_directories() -> list[Path]:
+    """The suites' directories: in the installed package, or in the checkout (an editable
+    install maps the subpackages there)."""
+    here = Path(__file__).parent
+    return [here / suite if (here / suite).is_dir() else PROJECT / suite for suite in SUITES]
 
 
 # Markers every test gets from the directory it lives in (in a checkout or in the installed

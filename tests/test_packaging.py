@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tomllib
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,21 @@ def test_the_wheel_carries_the_suites_under_the_plugin(wheel: zipfile.ZipFile):
 def test_the_wheel_leaves_the_checkout_s_own_files_out(wheel: zipfile.ZipFile):
     names = wheel.namelist()
     assert not [n for n in names if n.startswith("tests/") or "__pycache__" in n]
+
+
+def test_given_no_path_the_plugin_collects_its_own_suites(tmp_path: Path) -> None:
+    """`pytest -p crm_events_cert -m smoke` from a directory that is not the checkout."""
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-p", "crm_events_cert", "-m", "smoke"),
+            *("--collect-only", "-q", "-p", "no:cacheprovider"),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    collected = [line for line in result.stdout.splitlines() if "::" in line]
+    assert collected and all("test_smoke.py::" in line for line in collected), result.stdout
