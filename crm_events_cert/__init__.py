@@ -2,9 +2,9 @@
 
 Registered through the `pytest11` entry point `crm_events_cert` when the package is installed
 (`pip install .`), so `pytest -p crm_events_cert` names it and plain `pytest` loads it. The suites
-are this package's `acceptance` and `drills` (the checkout's acceptance/ and drills/):
-`pytest --pyargs crm_events_cert -m smoke` runs the smoke test from an installed package, against
-the project's own stack/ or the one --stack-dir names.
+are this package's `acceptance` and `drills` (the checkout's acceptance/ and drills/); given no
+path and no testpaths, pytest collects them, so `pytest -p crm_events_cert -m smoke` runs the
+smoke test from an installed package, against the project's own stack/ or --stack-dir's.
 
 The stack is started once per run (session fixture) and removed at the end, also after a failure
 or Ctrl-C. Tests that change it restore it, and start from a verified steady state.

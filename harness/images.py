@@ -161,6 +161,10 @@ def app_pyproject() -> str:
     )
 
 
+# One text: the app images' tags hash it, and their wheel is built from it.
+APP_PYPROJECT = app_pyproject()
+
+
 SPECS: dict[str, Spec] = {
     spec.name: spec
     for spec in (
@@ -176,14 +180,14 @@ SPECS: dict[str, Spec] = {
             "app",
             "app",
             "base",
-            pins=(engines.ALERTMANAGER.build_key, app_pyproject()),
+            pins=(engines.ALERTMANAGER.build_key, APP_PYPROJECT),
             extra_inputs=_app_sources,
         ),
         Spec(
             "app-python",
             "app",
             None,
-            pins=(PYTHON_IMAGE, UPSTREAM_ALERTMANAGER, app_pyproject()),
+            pins=(PYTHON_IMAGE, UPSTREAM_ALERTMANAGER, APP_PYPROJECT),
             extra_inputs=_app_sources,
             image_set="upstream",
         ),
@@ -488,14 +492,7 @@ class Builder:
     def pull_missing(self, refs: Sequence[str]) -> None:
         """Pull each image not present yet, with its layers' progress; a refused pull is an
         ImagePullError naming the image, not Docker's raw error."""
-        import docker
-
-        missing = []
-        for ref in refs:
-            try:
-                self.docker.images.get(ref)
-            except docker.errors.ImageNotFound:
-                missing.append(ref)
+        missing = [ref for ref in refs if self._image(ref) is None]
         with self._progress_display():
             for ref in missing:
                 self._pull(ref)
@@ -548,7 +545,8 @@ class Builder:
         except BuildStepError as error:
             return [Result(n, self.tags.get(n, "?"), "failed", error=error) for n in names]
         results: list[Result] = []
-        self.load_cached(plan)
+        # The archive holds the offline set: an upstream build (app-python) never reads it.
+        self.load_cached([name for name in plan if name in OFFLINE])
         with self._progress_display():
             for name in plan:
                 failed_parent = next(
@@ -653,11 +651,7 @@ class Builder:
         result.seconds = time.monotonic() - started
         if hasattr(self._progress, "finish"):
             self._progress.finish(
-                {
-                    "built": "built",
-                    "reused": "reused",
-                    "failed": "[red]failed[/red]",
-                }[result.status]
+                {"built": "built", "reused": "reused", "failed": "[red]failed[/red]"}[result.status]
             )
         if result.status == "built":
             steps = ", ".join(f"{k} {v:.0f}s" for k, v in result.steps.items())
@@ -1022,14 +1016,12 @@ class Builder:
         source = BUILD_DIR / "app-source"
         shutil.rmtree(source, ignore_errors=True)
         source.mkdir(parents=True)
-        (source / "pyproject.toml").write_text(app_pyproject())
+        (source / "pyproject.toml").write_text(APP_PYPROJECT)
         for package in APP_PACKAGES:
             shutil.copytree(
                 REPO_ROOT / package,
                 source / package,
-                ignore=lambda _dir, names: [
-                    n for n in names if n == "__pycache__" or n.endswith(".pyc")
-                ],
+                ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
             )
         wheels.mkdir()
         self._run(
@@ -1148,8 +1140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--cache",
         type=Path,
         metavar="DIR",
-        help=f"load missing images from docker-save archives in DIR, save built ones there "
-        f"(env: {CACHE_ENV})",
+        help="keep the offline set as one docker-save archive in DIR: loaded when an image is "
+        f"missing, saved when the whole set is present (env: {CACHE_ENV})",
     )
     parser.add_argument(
         "--prune",

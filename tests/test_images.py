@@ -510,3 +510,20 @@ def test_a_damaged_archive_is_dropped_and_the_images_built(
     monkeypatch.setattr(builder, "_image", lambda tag: None)
     assert builder.load_cached(["app"]) is False
     assert not archive.exists()
+
+
+def test_an_upstream_build_never_loads_the_offline_archive(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    builder = images.Builder(cache=tmp_path)
+    archive = builder.archive()
+    assert archive is not None
+    archive.write_text(" ".join(builder.tags[n] for n in images.OFFLINE))
+    calls = fake_docker_cli(monkeypatch, set())
+    monkeypatch.setattr(builder, "_image", lambda tag: None)
+    monkeypatch.setattr(builder, "logs", tmp_path / "logs")
+    monkeypatch.setattr(
+        builder, "_build_one", lambda name: images.Result(name, builder.tags[name], "reused")
+    )
+    assert [r.name for r in builder.build(["app-python"])] == ["app-python"]
+    assert calls == []
