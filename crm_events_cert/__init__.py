@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from harness.contract import STACK_DIR_ENV, Clock, ContractError
+from harness.contract import STACK_DIR_ENV, TOPOLOGY_ENV, Clock, ContractError
 from harness.contract import load as load_contract
 from harness.paths import PROJECT
 from harness.settings import (
@@ -43,7 +43,7 @@ from harness.clients import (  # noqa: E402
     WebhookClient,
 )
 from harness.evidence import Evidence  # noqa: E402
-from harness.report import EXIT_STACK_FAILED, STACK_FAILED  # noqa: E402
+from harness.report import EXIT_STACK_FAILED, STACK_FAILED, out_of_scope  # noqa: E402
 from harness.stack import ContainerStack, ExternalStack, Stack  # noqa: E402
 from harness.steady import SteadyState, wait_for_steady_state  # noqa: E402
 
@@ -93,6 +93,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "destructive: breaks part of the stack; external mode needs --allow-destructive"
     )
     config.addinivalue_line(
+        "markers", "ha_topology: needs the production topology (--topology=ha); skipped otherwise"
+    )
+    config.addinivalue_line(
         "markers", "claim(item_id): the certification item (harness/claims.py) this test proves"
     )
     try:
@@ -100,6 +103,8 @@ def pytest_configure(config: pytest.Config) -> None:
     except HarnessSettingsError as error:
         raise pytest.UsageError(str(error)) from None
     _use_stack_dir(config.stash[SETTINGS].stack_dir)
+    # Every reader of the deployable files (the contract) follows the chosen topology.
+    os.environ[TOPOLOGY_ENV] = config.stash[SETTINGS].topology
     if config.stash[SETTINGS].certify:
         from harness.report import CertificationReport
 
@@ -251,8 +256,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(marker)
         if not item.get_closest_marker("timeout") and (timeout > BASE_TIMEOUT_S or not configured):
             item.add_marker(pytest.mark.timeout(timeout))
-        if settings.stack == "external" and item.get_closest_marker("containers_only"):
-            item.add_marker(pytest.mark.skip(reason="needs --stack=containers"))
+        reason = out_of_scope(settings, item)
+        if reason:
+            item.add_marker(pytest.mark.skip(reason=f"out of this run's scope: {reason}"))
         if (
             settings.stack == "external"
             and item.get_closest_marker("destructive")

@@ -39,6 +39,7 @@ SECTIONS = (
     "Day-two operations",
     "Deployable artifacts",
     "Certification harness",
+    "Production (HA) topology",
 )
 
 CLAIMS = (
@@ -317,6 +318,39 @@ CLAIMS = (
         "Certification harness",
         "The harness's own parts (time scale renderer, contract, settings, report) behave as "
         "documented",
+    ),
+    Claim(
+        "ha.topology",
+        "Production (HA) topology",
+        "stack/compose-ha.yaml is compose.yaml with three Kafka nodes (replication factor 3, "
+        "min.insync.replicas=2), two exporters, two Prometheus replicas sending to both "
+        "Alertmanagers without their replica label, and a two-peer Alertmanager cluster; "
+        "`docker-compose config` merges the two files as the harness does",
+    ),
+    Claim(
+        "ha.leader_loss",
+        "Production (HA) topology",
+        "The broker leading a partition killed under acks=all production: every acknowledged "
+        "event is consumed, under-replicated partitions show in Prometheus, leadership moves, "
+        "/ready never flaps, every partition is in sync again after the broker returns",
+    ),
+    Claim(
+        "ha.alertmanager_peer",
+        "Production (HA) topology",
+        f"One Alertmanager peer down while {C.inhibiting_alert} fires: the webhook receives "
+        "exactly one notification; a silence made on one peer suppresses on the other",
+    ),
+    Claim(
+        "ha.prometheus_replica",
+        "Production (HA) topology",
+        f"One Prometheus replica down: /ready keeps answering from the other, and "
+        f"{C.inhibiting_alert} is delivered exactly once",
+    ),
+    Claim(
+        "ha.exporter_replica",
+        "Production (HA) topology",
+        "Two exporters: kafka:group_consumer_count neither doubles while both run nor gaps "
+        "while one is down, and the lost replica is named by CrmEventsKafkaExporterDown",
     ),
 )
 

@@ -154,6 +154,12 @@ class AlertmanagerApi:
     def expire_silence(self, silence_id: str) -> None:
         self._http.delete(f"/api/v2/silence/{silence_id}").raise_for_status()
 
+    def cluster_peers(self) -> list[str]:
+        """The names of the cluster's peers this Alertmanager sees (itself included)."""
+        response = self._http.get("/api/v2/status")
+        response.raise_for_status()
+        return [peer["name"] for peer in response.json()["cluster"].get("peers") or []]
+
 
 class WebhookClient:
     """Reads back what Alertmanager delivered to the webhook receiver."""
@@ -274,12 +280,21 @@ class EventProducer:
         return self._producer.flush(timeout_s)
 
 
-def ensure_topic(bootstrap: str, topic: str, partitions: int, timeout_s: float = 30.0) -> None:
+def ensure_topic(
+    bootstrap: str,
+    topic: str,
+    partitions: int,
+    replication_factor: int = 1,
+    config: dict[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> None:
     """Create the topic unless it exists."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     if topic in admin.list_topics(timeout=timeout_s).topics:
         return
-    future = admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    future = admin.create_topics(
+        [NewTopic(topic, partitions, replication_factor, config=config or {})]
+    )
     try:
         future[topic].result(timeout=timeout_s)
     except KafkaException as error:

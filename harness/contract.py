@@ -33,11 +33,25 @@ from harness.paths import PROJECT as REPO
 from harness.timescale import parse_duration, scale_milliseconds
 
 STACK_DIR_ENV = "CRM_CERT_STACK_DIR"
+TOPOLOGY_ENV = "CRM_CERT_TOPOLOGY"
+SINGLE, HA = "single", "ha"
+TOPOLOGIES = (SINGLE, HA)
+# The compose files of each topology, applied in order (docker compose -f ... -f ...).
+COMPOSE_FILES = {SINGLE: ("compose.yaml",), HA: ("compose.yaml", "compose-ha.yaml")}
 
 
 def stack_dir() -> Path:
     """The deployable files under certification."""
     return Path(os.environ.get(STACK_DIR_ENV) or REPO / "stack").resolve()
+
+
+def topology() -> str:
+    """The topology under certification: `single` (compose.yaml) or `ha` (compose.yaml with
+    compose-ha.yaml over it)."""
+    chosen = os.environ.get(TOPOLOGY_ENV) or SINGLE
+    if chosen not in TOPOLOGIES:
+        raise ContractError(f"{TOPOLOGY_ENV}={chosen!r}: must be one of {', '.join(TOPOLOGIES)}")
+    return chosen
 
 
 # --- what the checklist requires -------------------------------------------------------------
@@ -143,7 +157,8 @@ class Contract:
     """The facts of the deployable stack, read from its files."""
 
     stack_dir: Path
-    compose: dict[str, Any]
+    topology: str
+    compose: dict[str, Any]  # the compose model of the topology's files, merged as Compose does
     prometheus: dict[str, Any]
     rule_files: dict[str, dict[str, Any]]
     alertmanager: dict[str, Any]
@@ -157,8 +172,19 @@ class Contract:
 
     def service(self, name: str) -> dict[str, Any]:
         if name not in self.services:
-            raise ContractError(f"compose.yaml has no service {name!r}")
+            files = " + ".join(COMPOSE_FILES[self.topology])
+            raise ContractError(f"{files} has no service {name!r}")
         return self.services[name]
+
+    def replicas(self, image: str) -> tuple[str, ...]:
+        """The services that run one image (`KAFKA`, `PROMETHEUS`, ... as in CRM_CERT_IMAGE_<X>),
+        in file order: replica 1 first. Kafka's are its nodes, not the topic-creating job."""
+        return tuple(
+            name
+            for name, service in self.services.items()
+            if f"CRM_CERT_IMAGE_{image}:" in str(service.get("image", ""))
+            and not (image == "KAFKA" and "command" in service)
+        )
 
     @property
     def consumer_services(self) -> tuple[str, ...]:
@@ -188,8 +214,23 @@ class Contract:
     @property
     def partitions(self) -> int:
         """The topic's partitions, as the compose file's topic creation gives them."""
+        return int(self._topic_option("--partitions"))
+
+    @property
+    def replication_factor(self) -> int:
+        return int(self._topic_option("--replication-factor"))
+
+    @property
+    def topic_config(self) -> dict[str, str]:
+        """The topic's `--config name=value` settings (e.g. min.insync.replicas)."""
         command = [str(part) for part in self.service("kafka-init")["command"]]
-        return int(command[command.index("--partitions") + 1])
+        return dict(
+            command[i + 1].split("=", 1) for i, part in enumerate(command) if part == "--config"
+        )
+
+    def _topic_option(self, flag: str) -> str:
+        command = [str(part) for part in self.service("kafka-init")["command"]]
+        return command[command.index(flag) + 1]
 
     @property
     def probe_service(self) -> str:
@@ -399,26 +440,93 @@ class ContractError(ValueError):
     """The deployable files do not say what the harness needs to know; names what is missing."""
 
 
-def load(directory: Path | None = None) -> Contract:
-    """The contract of the stack directory (default: `stack_dir()`), read once per directory."""
-    return _load((directory or stack_dir()).resolve())
+def load(directory: Path | None = None, topology_name: str | None = None) -> Contract:
+    """The contract of the stack directory (default: `stack_dir()`) in a topology (default:
+    `topology()`), read once per directory and topology."""
+    return _load((directory or stack_dir()).resolve(), topology_name or topology())
+
+
+def _read(path: Path) -> Any:
+    if not path.is_file():
+        raise ContractError(f"missing deployable file: {path}")
+    return yaml.safe_load(path.read_text())
 
 
 @functools.cache
-def _load(directory: Path) -> Contract:
-    def read(path: Path) -> Any:
-        if not path.is_file():
-            raise ContractError(f"missing deployable file: {path}")
-        return yaml.safe_load(path.read_text())
-
+def _load(directory: Path, topology_name: str) -> Contract:
+    compose = compose_model(directory, COMPOSE_FILES[topology_name])
     rules = directory / "prometheus" / "rules"
     return Contract(
         stack_dir=directory,
-        compose=read(directory / "compose.yaml"),
-        prometheus=read(directory / "prometheus" / "prometheus.yml"),
-        rule_files={path.name: read(path) for path in sorted(rules.glob("*.yml"))},
-        alertmanager=read(directory / "alertmanager" / "alertmanager.yml"),
+        topology=topology_name,
+        compose=compose,
+        prometheus=_read(
+            mounted(directory, compose, "prometheus", "/etc/prometheus/prometheus.yml")
+        ),
+        rule_files={path.name: _read(path) for path in sorted(rules.glob("*.yml"))},
+        alertmanager=_read(
+            mounted(directory, compose, "alertmanager", "/etc/alertmanager/alertmanager.yml")
+        ),
     )
+
+
+def mounted(directory: Path, compose: dict[str, Any], service: str, target: str) -> Path:
+    """The file under the stack directory that a service mounts at `target`."""
+    for volume in compose["services"][service].get("volumes", []):
+        source, _, rest = str(volume).partition(":")
+        if rest.split(":")[0] == target and source.startswith("."):
+            return directory / source
+    raise ContractError(f"service {service!r} mounts no file of the stack at {target}")
+
+
+# --- Compose's merge of several files ---------------------------------------------------------
+
+# Keys whose value an override replaces (docs.docker.com/reference/compose-file/merge); mappings
+# merge key by key, `volumes` by container path, `ports` and `expose` as a union.
+_MERGED_BY_TARGET = ("volumes",)
+_UNION = ("ports", "expose")
+
+
+def compose_model(directory: Path, files: tuple[str, ...]) -> dict[str, Any]:
+    """The services, networks and volumes that `docker compose -f A -f B ...` runs: each file
+    merged over the previous ones, `extends` resolved (a service of another file, before any
+    override)."""
+    model: dict[str, Any] = {}
+    for name in files:
+        document = _read(directory / name)
+        for section, entries in document.items():
+            if section.startswith("x-") or not isinstance(entries, dict):
+                continue
+            merged = model.setdefault(section, {})
+            for key, value in entries.items():
+                if section == "services":
+                    value = _extended(directory, value)
+                merged[key] = _merge(merged[key], value) if key in merged else value
+    return model
+
+
+def _extended(directory: Path, service: dict[str, Any]) -> dict[str, Any]:
+    if "extends" not in service:
+        return service
+    source = service["extends"]
+    base = _read(directory / source["file"])["services"][source["service"]]
+    own = {key: value for key, value in service.items() if key != "extends"}
+    return _merge(_extended(directory, base), own)
+
+
+def _merge(base: Any, override: Any, key: str = "") -> Any:
+    if key == "environment" or (isinstance(base, dict) and isinstance(override, dict)):
+        if key == "environment":
+            base, override = environment({key: base}), environment({key: override})
+        return {k: _merge(base[k], v, k) if k in base else v for k, v in override.items()} | {
+            k: v for k, v in base.items() if k not in override
+        }
+    if key in _MERGED_BY_TARGET:
+        by_target = {str(v).split(":")[1]: v for v in [*base, *override]}
+        return list(by_target.values())
+    if key in _UNION:
+        return list(dict.fromkeys([*base, *override]))
+    return override
 
 
 # --- readers of the files' formats ------------------------------------------------------------

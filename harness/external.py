@@ -15,8 +15,7 @@ import shlex
 import subprocess
 import sys
 
-from harness import services as svc
-from harness.contract import CHECKLIST
+from harness.contract import CHECKLIST, TOPOLOGY_ENV
 from harness.images import ensure_images
 from harness.settings import HarnessSettings, HarnessSettingsError, add_options, resolve
 from harness.stack import ContainerStack
@@ -49,8 +48,9 @@ def external_environment(stack: ContainerStack) -> dict[str, str]:
     faults = {
         "one-consumer-down": names(stack.contract.consumer_services[0]),
         "consumers-down": consumers,
-        "prometheus-down": names(svc.PROMETHEUS),
-        "exporter-down": names(svc.EXPORTER),
+        # Every replica (the HA topology has two of each): the component as a whole is down.
+        "prometheus-down": names(*stack.contract.replicas("PROMETHEUS")),
+        "exporter-down": names(*stack.contract.replicas("KAFKA_EXPORTER")),
     }
     commands = [
         entry
@@ -95,6 +95,7 @@ def container_settings(pytest_args: list[str]) -> HarnessSettings:
 def main(pytest_args: list[str]) -> int:
     configure_testcontainers()
     settings = container_settings(pytest_args)
+    os.environ[TOPOLOGY_ENV] = settings.topology  # the stack's contract follows --topology
     stack = ContainerStack(ensure_images(settings.images), settings.time_scale)
     try:
         stack.start()

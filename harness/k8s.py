@@ -44,9 +44,12 @@ from urllib.parse import urlsplit, urlunsplit
 import yaml
 
 from harness import services as svc
+from harness.contract import SINGLE
 from harness.contract import load as load_contract
 
-CONTRACT = load_contract()
+# The manifests are generated from compose.yaml alone: the replicas of the HA topology are the
+# cluster's business (Deployments, StatefulSets, the Prometheus Operator), not the manifests'.
+CONTRACT = load_contract(topology_name=SINGLE)
 STACK_DIR = CONTRACT.stack_dir
 RULES_DIR = STACK_DIR / "prometheus" / "rules"
 ALERTMANAGER_YML = STACK_DIR / "alertmanager" / "alertmanager.yml"

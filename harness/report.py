@@ -19,7 +19,7 @@ import pytest
 
 from harness import replay
 from harness.claims import BY_ID, CLAIMS, SECTIONS, Claim
-from harness.contract import CHECKLIST, Clock
+from harness.contract import CHECKLIST, COMPOSE_FILES, HA, SINGLE, Clock
 from harness.contract import load as load_contract
 from harness.evidence import Evidence
 from harness.services import OVERRIDES
@@ -33,8 +33,26 @@ ICONS = {PASS: "✅", FAIL: "❌", NOT_RUN: "⚪", OUT_OF_SCOPE: "⚫"}
 EXIT_STACK_FAILED = 6  # the stack (or its images) failed to start: nothing could be certified
 STACK_FAILED = pytest.StashKey[str]()  # why the stack failed to start, set by the stack fixture
 
-# Why a test is out of scope of an external run (the plugin, crm_events_cert, marks it so).
+# Why a test is out of a run's scope (the plugin, crm_events_cert, skips it with that reason): a
+# run of another kind, over the same files, proves it.
 OUT_OF_SCOPE_WHY = "needs the containers this run starts (--stack=containers)"
+HA_ONLY_WHY = "needs the HA topology (--topology=ha)"
+SINGLE_TOPOLOGY_WHY = "proven by the single-topology run of the same files (--topology=single)"
+
+
+def out_of_scope(settings: HarnessSettings, item: pytest.Item) -> str:
+    """Why this run cannot prove what `item` tests; empty when it can. An HA run proves the
+    acceptance suite (unchanged) and the drills only its topology can run; the unit tier and the
+    other drills are the single-topology run's."""
+
+    def marked(name: str) -> bool:
+        return item.get_closest_marker(name) is not None
+
+    if settings.stack == "external":
+        return OUT_OF_SCOPE_WHY if marked("containers_only") else ""
+    if settings.topology == HA:
+        return "" if marked("ha_topology") or marked("acceptance") else SINGLE_TOPOLOGY_WHY
+    return HA_ONLY_WHY if marked("ha_topology") else ""
 
 
 @dataclass
@@ -46,7 +64,7 @@ class TestResult:
     duration_s: float = 0.0
     detail: str = ""
     evidence: Evidence | None = None
-    out_of_scope: bool = False  # external run, and the test needs this run's containers
+    out_of_scope: str = ""  # why this run cannot prove it (out_of_scope()); empty: in scope
 
 
 @dataclass
@@ -78,6 +96,7 @@ class Verdict:
     failed_tests: list[str]
     missing_claims: list[str]
     run_failed: str = ""
+    topology: str = SINGLE
 
     @property
     def certified(self) -> bool:
@@ -87,7 +106,9 @@ class Verdict:
     def text(self) -> str:
         if not self.certified:
             return "NOT CERTIFIED"
-        return "CERTIFIED (external scope)" if self.external else "CERTIFIED"
+        if self.external:
+            return "CERTIFIED (external scope)"
+        return "CERTIFIED (ha topology)" if self.topology == HA else "CERTIFIED"
 
     @property
     def reasons(self) -> list[str]:
@@ -131,11 +152,8 @@ class CertificationReport:
                 unclaimed.append(item.nodeid)
             # In the JUnit XML: each test case names the claims it proves.
             item.user_properties.extend(("claim", claim) for claim in claims)
-            external_only_skip = self.settings.stack == "external" and bool(
-                item.get_closest_marker("containers_only")
-            )
             self.results[item.nodeid] = TestResult(
-                item.nodeid, claims, out_of_scope=external_only_skip
+                item.nodeid, claims, out_of_scope=out_of_scope(self.settings, item)
             )
         if unclaimed:
             raise pytest.UsageError(
@@ -196,10 +214,11 @@ class CertificationReport:
         ]
 
     def verdict(self, claims: list[ClaimResult], exitstatus: int) -> Verdict:
-        external = self.settings.stack == "external"
-        in_scope = (PASS, OUT_OF_SCOPE) if external else (PASS,)
+        # An item wholly out of this run's scope is another run's to prove (out_of_scope()).
+        in_scope = (PASS, OUT_OF_SCOPE)
         return Verdict(
-            external=external,
+            external=self.settings.stack == "external",
+            topology=self.settings.topology,
             failed_tests=[t.nodeid for t in self.results.values() if t.outcome == "failed"],
             missing_claims=[
                 c.claim.id for c in claims if c.claim.required and c.status not in in_scope
@@ -295,6 +314,7 @@ class CertificationReport:
                 [vars(o) for o in OVERRIDES] if self.settings.stack == "containers" else []
             ),
             "stack": self.settings.stack,
+            "topology": self.settings.topology,
             "images": self._images() if self.settings.stack == "containers" else None,
             "time_scale": str(self.settings.time_scale),
             "duration_s": round(time.time() - self.started, 1),
@@ -359,6 +379,9 @@ class CertificationReport:
             f"- Stack: {self.settings.stack}"
             + (f" ({self._images_described()})" if self.settings.stack == "containers" else "")
             + f", deployable files {contract.stack_dir}",
+            f"- Topology: **{contract.topology}** ("
+            + " over ".join(reversed(COMPOSE_FILES[contract.topology]))
+            + "): every PASS below was proved on it",
             f"- Time scale: {clock.scale} (every duration of the live stack is the production "
             f"duration x {clock.scale}: scrape {clock.label(contract.scrape_s)}, window "
             f"{clock.label(contract.window_s)}, {CHECKLIST.skew_alert} for: "
@@ -371,13 +394,22 @@ class CertificationReport:
             lines += [
                 "## Stack under test",
                 "",
-                f"Every service as `{contract.stack_dir.name}/compose.yaml` defines it (command, "
+                f"Every service as `{' + '.join(COMPOSE_FILES[contract.topology])}` define it "
+                "(command, "
                 "environment, limits, restart policy, healthcheck, user, read-only root, tmpfs, "
                 "capabilities, aliases), except for these declared overrides:",
                 "",
                 "| services | what | why |",
                 "|---|---|---|",
                 *[f"| {o.services} | {o.what} | {o.why} |" for o in OVERRIDES],
+                "",
+            ]
+            scope = SINGLE_TOPOLOGY_WHY if contract.topology == HA else HA_ONLY_WHY
+            lines += [
+                "## Scope of this topology's run",
+                "",
+                f"Items marked {OUT_OF_SCOPE} are the other topology's: {scope}. Each topology's "
+                "run certifies what it can prove; a release needs both verdicts.",
                 "",
             ]
         else:
@@ -470,7 +502,7 @@ def _test_lines(tests: list[TestResult]) -> list[str]:
             quiet[module] = quiet.get(module, 0) + 1
             continue
         name = test.nodeid.split("::")[-1]
-        outcome = f"out of scope: {OUT_OF_SCOPE_WHY}" if test.out_of_scope else test.outcome
+        outcome = f"out of scope: {test.out_of_scope}" if test.out_of_scope else test.outcome
         lines.append(f"  - `{name}`: {outcome}" + (f" ({test.detail})" if test.detail else ""))
         for m in measurements:
             against = f" (against {m.against})" if m.against else ""

@@ -240,8 +240,8 @@ class KafkaBroker(ComposeService):
 
     EXTERNAL_PORT = 9094
 
-    def __init__(self, image: str, run: Run) -> None:
-        super().__init__(image, KAFKA, run)
+    def __init__(self, image: str, run: Run, service: str = KAFKA) -> None:
+        super().__init__(image, service, run)
         self.with_published_port(self.EXTERNAL_PORT)
         external = f"EXTERNAL://127.0.0.1:{self.get_published_port(self.EXTERNAL_PORT)}"
         self.env["KAFKA_LISTENERS"] += f",EXTERNAL://:{self.EXTERNAL_PORT}"
@@ -258,25 +258,25 @@ class KafkaBroker(ComposeService):
 class KafkaExporter(ComposeService):
     PORT = 9308
 
-    def __init__(self, image: str, run: Run) -> None:
-        super().__init__(image, EXPORTER, run)
+    def __init__(self, image: str, run: Run, service: str = EXPORTER) -> None:
+        super().__init__(image, service, run)
         self.with_published_port(self.PORT).with_http_wait(self.PORT, "/metrics")
 
 
 class Prometheus(ComposeService):
     PORT = 9090
 
-    def __init__(self, image: str, run: Run) -> None:
-        super().__init__(image, PROMETHEUS, run)
-        self.with_http_wait(self.PORT, "/-/ready")
+    def __init__(self, image: str, run: Run, service: str = PROMETHEUS) -> None:
+        super().__init__(image, service, run)
+        self.with_published_port(self.PORT).with_http_wait(self.PORT, "/-/ready")
 
 
 class Alertmanager(ComposeService):
     PORT = 9093
 
-    def __init__(self, image: str, run: Run) -> None:
-        super().__init__(image, ALERTMANAGER, run)
-        self.with_http_wait(self.PORT, "/-/ready")
+    def __init__(self, image: str, run: Run, service: str = ALERTMANAGER) -> None:
+        super().__init__(image, service, run)
+        self.with_published_port(self.PORT).with_http_wait(self.PORT, "/-/ready")
 
 
 class Grafana(ComposeService):

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
+from harness.contract import TOPOLOGIES
+
 STACK_MODES = ("containers", "external")
 IMAGE_SETS = ("auto", "upstream", "offline")
 # Production durations divided by 15: 15 s scrape -> 1 s, 5 m window -> 20 s, 12 m for: -> 48 s.
@@ -47,6 +49,14 @@ OPTIONS = (
         "(built here by `nox -s images`, no registry needed) or 'auto' (upstream when their "
         "registries answer, else offline; the choice is printed with its reason)",
         "auto",
+    ),
+    Option(
+        "--topology",
+        "CRM_CERT_TOPOLOGY",
+        "the topology for --stack=containers: 'single' (stack/compose.yaml: one of each) or "
+        "'ha' (stack/compose-ha.yaml over it: three Kafka nodes, two exporters, two Prometheus, "
+        "two clustered Alertmanagers)",
+        "single",
     ),
     Option(
         "--time-scale",
@@ -129,6 +139,7 @@ class Endpoints:
 class HarnessSettings:
     stack: str = "containers"
     images: str = "auto"
+    topology: str = "single"
     time_scale: Fraction = DEFAULT_CONTAINER_SCALE
     external: Endpoints | None = None
     allow_destructive: bool = False
@@ -164,6 +175,7 @@ def resolve(get_option: Any, environ: dict[str, str] | None = None) -> HarnessSe
 
     stack = _choice(raw, "stack", STACK_MODES)
     images = _choice(raw, "images", IMAGE_SETS)
+    topology = _choice(raw, "topology", TOPOLOGIES)
     scale = _scale(raw.get("time_scale"), stack)
     external = None
     if stack == "external":
@@ -188,6 +200,7 @@ def resolve(get_option: Any, environ: dict[str, str] | None = None) -> HarnessSe
     return HarnessSettings(
         stack=stack,
         images=images,
+        topology=topology,
         time_scale=scale,
         external=external,
         allow_destructive=bool(take("allow_destructive")),

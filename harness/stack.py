@@ -186,17 +186,27 @@ class ContainerStack(Stack):
         self.network.create()
         image, run, contract = self.images, self.run, self.contract
         self._start_together(
-            svc.KafkaBroker(image.kafka, run),
-            svc.Prometheus(image.prometheus, run),
-            svc.Alertmanager(image.alertmanager, run),
+            *(svc.KafkaBroker(image.kafka, run, name) for name in contract.replicas("KAFKA")),
+            *(svc.Prometheus(image.prometheus, run, name) for name in self.prometheus_replicas),
+            *(
+                svc.Alertmanager(image.alertmanager, run, name)
+                for name in contract.replicas("ALERTMANAGER")
+            ),
             svc.AlertWebhook(image.app, run),
             svc.Toxiproxy(image.toxiproxy, run, [PROBE_ACCESS_PORT, PROMETHEUS_PROXY_PORT]),
         )
-        kafka = self.containers[svc.KAFKA]
-        assert isinstance(kafka, svc.KafkaBroker)
-        ensure_topic(kafka.get_bootstrap_server(), contract.topic, contract.partitions)
+        ensure_topic(
+            self.kafka_bootstrap,
+            contract.topic,
+            contract.partitions,
+            contract.replication_factor,
+            contract.topic_config,
+        )
         self._start_together(
-            svc.KafkaExporter(image.kafka_exporter, run),
+            *(
+                svc.KafkaExporter(image.kafka_exporter, run, name)
+                for name in contract.replicas("KAFKA_EXPORTER")
+            ),
             svc.HealthProbe(image.app, run),
             *(
                 svc.CrmEventsConsumer(image.app, run, i)
@@ -209,6 +219,27 @@ class ContainerStack(Stack):
         )
         self.endpoints = self._endpoints()
         self._wait_until_healthy()
+
+    @property
+    def prometheus_replicas(self) -> tuple[str, ...]:
+        return self.contract.replicas("PROMETHEUS")
+
+    @property
+    def kafka_bootstrap(self) -> str:
+        """Every Kafka node's host listener: clients reach the cluster while any one is up."""
+        brokers = [self.containers[name] for name in self.contract.replicas("KAFKA")]
+        return ",".join(b.get_bootstrap_server() for b in brokers if isinstance(b, svc.KafkaBroker))
+
+    def url(self, service: str) -> str:
+        """A replica's main port on 127.0.0.1 (Prometheus, Alertmanager, kafka_exporter)."""
+        container = self.containers[service]
+        ports: dict[type[svc.StackContainer], int] = {
+            svc.Prometheus: svc.Prometheus.PORT,
+            svc.Alertmanager: svc.Alertmanager.PORT,
+            svc.KafkaExporter: svc.KafkaExporter.PORT,
+        }
+        port = ports[type(container)]
+        return container.get_url(port)
 
     def _start_together(self, *containers: svc.StackContainer) -> None:
         """Start independent services in parallel; each start waits on its own readiness."""
@@ -317,9 +348,10 @@ class ContainerStack(Stack):
         rules = rendered / "prometheus" / "rules"
         rules.mkdir(parents=True)
         (rendered / "alertmanager").mkdir()
-        (rendered / "prometheus" / "prometheus.yml").write_text(
-            render_prometheus_config((source / "prometheus" / "prometheus.yml").read_text(), scale)
-        )
+        for config in sorted((source / "prometheus").glob("prometheus*.yml")):  # each topology's
+            (rendered / "prometheus" / config.name).write_text(
+                render_prometheus_config(config.read_text(), scale)
+            )
         for rule_file in sorted((source / "prometheus" / "rules").glob("*.yml")):
             (rules / rule_file.name).write_text(render_rules(rule_file.read_text(), scale))
         (rendered / "alertmanager" / "alertmanager.yml").write_text(
@@ -332,15 +364,13 @@ class ContainerStack(Stack):
             path.chmod(0o755 if path.is_dir() else 0o644)
 
     def _endpoints(self) -> Endpoints:
-        c = self.containers
-        kafka = c[svc.KAFKA]
-        assert isinstance(kafka, svc.KafkaBroker)
+        c, contract = self.containers, self.contract
         return Endpoints(
-            kafka_bootstrap=kafka.get_bootstrap_server(),
-            prometheus_url=c[svc.PROMETHEUS].get_url(svc.Prometheus.PORT),
-            alertmanager_url=c[svc.ALERTMANAGER].get_url(svc.Alertmanager.PORT),
+            kafka_bootstrap=self.kafka_bootstrap,
+            prometheus_url=self.url(contract.replicas("PROMETHEUS")[0]),
+            alertmanager_url=self.url(contract.replicas("ALERTMANAGER")[0]),
             probe_url=c[svc.TOXIPROXY].get_url(PROBE_ACCESS_PORT),
-            exporter_url=c[svc.EXPORTER].get_url(svc.KafkaExporter.PORT),
+            exporter_url=self.url(contract.replicas("KAFKA_EXPORTER")[0]),
             webhook_url=c[svc.WEBHOOK].get_url(svc.WEBHOOK_PORT),
             consumer_urls={
                 name: container.get_url(svc.CONSUMER_METRICS_PORT)
@@ -409,13 +439,21 @@ class ContainerStack(Stack):
         self.docker_container(service).unpause()
 
     def wait_service_ready(self, service: str) -> None:
-        if service == svc.KAFKA:
+        nodes = self.contract.replicas("KAFKA")
+        if service in nodes:
             from confluent_kafka.admin import AdminClient
 
             admin = AdminClient({"bootstrap.servers": self.endpoints.kafka_bootstrap})
+
+            def cluster_whole() -> bool:
+                metadata = admin.list_topics(timeout=2)
+                return self.contract.topic in metadata.topics and len(metadata.brokers) == len(
+                    nodes
+                )
+
             wait_until(
-                "Kafka to answer metadata requests again",
-                lambda: self.contract.topic in admin.list_topics(timeout=2).topics,
+                f"Kafka to list the topic and all {len(nodes)} brokers again",
+                cluster_whole,
                 timeout=svc.STARTUP_TIMEOUT_S,
             )
             return
@@ -492,12 +530,23 @@ class ContainerStack(Stack):
                 lambda: self.start_services(*services)
             )
 
+        replicas = self.contract.replicas
         return {
             "one-consumer-down": outage(consumers[0]),
             "consumers-down": outage(*consumers),
-            "prometheus-down": outage(svc.PROMETHEUS),
-            "exporter-down": outage(svc.EXPORTER),
-            "kafka-down": outage(svc.KAFKA),
+            # Every replica: the component as a whole is down, in either topology.
+            "prometheus-down": outage(*replicas("PROMETHEUS")),
+            "exporter-down": outage(*replicas("KAFKA_EXPORTER")),
+            "kafka-down": outage(*replicas("KAFKA")),
+            # One replica of the HA topology: `service` names it (kafka-2, prometheus-2, ...).
+            "replica-down": (
+                lambda service, kill=False, **_: (
+                    self.docker_container(str(service)).kill()
+                    if kill
+                    else self.stop_services(str(service))
+                ),
+                lambda: self.start_services(*self._stopped_replicas()),
+            ),
             "prometheus-slow": (
                 lambda latency_ms=3000, **_: self.add_latency("prometheus", int(latency_ms)),
                 lambda: self.remove_latency("prometheus"),
@@ -526,12 +575,27 @@ class ContainerStack(Stack):
         for url in self.endpoints.consumer_urls.values():
             ConsumerControl(url).set_paused(paused)
 
+    def _stopped_replicas(self) -> list[str]:
+        """The replicas whose container is not running (what `replica-down` stopped)."""
+        stopped = []
+        for image in ("KAFKA", "KAFKA_EXPORTER", "PROMETHEUS", "ALERTMANAGER"):
+            for service in self.contract.replicas(image):
+                container = self.docker_container(service)
+                container.reload()
+                if container.status != "running":
+                    stopped.append(service)
+        return stopped
+
     def _replace_prometheus(self) -> None:
-        old = self.containers.pop(svc.PROMETHEUS)
-        old.get_wrapped_container().remove(force=True, v=True)
-        new = svc.Prometheus(self.images.prometheus, self.run)
-        new.ports = old.ports  # the suites and the timeline keep their URL
-        self._start_together(new)
+        """Every replica, as if all were rescheduled without their volume."""
+        replacements = []
+        for service in self.prometheus_replicas:
+            old = self.containers.pop(service)
+            old.get_wrapped_container().remove(force=True, v=True)
+            new = svc.Prometheus(self.images.prometheus, self.run, service)
+            new.ports = old.ports  # the suites and the timeline keep their URL
+            replacements.append(new)
+        self._start_together(*replacements)
 
 
 class ExternalStack(Stack):

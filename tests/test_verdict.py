@@ -23,7 +23,9 @@ from harness.report import (
     TestResult,
     Verdict,
     claim_status,
+    out_of_scope,
 )
+from harness.settings import HarnessSettings
 from tests.tools import run_sample
 
 pytestmark = pytest.mark.claim("harness.self_test")
@@ -103,7 +105,8 @@ def test_an_xfail_is_not_a_proof(tmp_path: Path) -> None:
 
 
 def result(outcome: str, out_of_scope: bool = False) -> TestResult:
-    return TestResult("t", ["x"], outcome=outcome, out_of_scope=out_of_scope)
+    reason = "needs another kind of run" if out_of_scope else ""
+    return TestResult("t", ["x"], outcome=outcome, out_of_scope=reason)
 
 
 @pytest.mark.parametrize(
@@ -131,6 +134,40 @@ def test_external_scope_is_said_in_the_verdict() -> None:
     assert failed.text == "NOT CERTIFIED" and failed.reasons == ["test failed: a::b"]
     crashed = Verdict(external=False, failed_tests=[], missing_claims=[], run_failed="boom")
     assert not crashed.certified
+    ha = Verdict(external=False, failed_tests=[], missing_claims=[], topology="ha")
+    assert ha.text == "CERTIFIED (ha topology)"
+
+
+class Item:
+    """What out_of_scope() reads of a pytest item: its markers."""
+
+    def __init__(self, *markers: str) -> None:
+        self.markers = markers
+
+    def get_closest_marker(self, name: str) -> object | None:
+        return name if name in self.markers else None
+
+
+@pytest.mark.parametrize(
+    ("stack", "topology", "markers", "in_scope"),
+    [
+        ("containers", "single", ("unit",), True),
+        ("containers", "single", ("drill",), True),
+        ("containers", "single", ("drill", "ha_topology"), False),
+        ("containers", "ha", ("drill", "ha_topology"), True),
+        ("containers", "ha", ("acceptance",), True),
+        ("containers", "ha", ("drill",), False),
+        ("containers", "ha", ("unit",), False),
+        ("external", "single", ("drill", "containers_only"), False),
+        ("external", "single", ("acceptance",), True),
+    ],
+)
+def test_each_kind_of_run_proves_its_own_part(
+    stack: str, topology: str, markers: tuple[str, ...], in_scope: bool
+) -> None:
+    settings = HarnessSettings(stack=stack, topology=topology)
+    reason = out_of_scope(settings, Item(*markers))  # type: ignore[arg-type]
+    assert (reason == "") is in_scope, reason
 
 
 def test_a_stack_that_fails_to_start_has_its_own_exit_code(tmp_path: Path) -> None:
