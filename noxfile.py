@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import os
+
 import nox
 import nox.command
 
-nox.options.sessions = ["lint", "certify", "mutants", "external"]
+nox.options.sessions = ["lint", "certify", "ha", "mutants", "external"]
 nox.options.reuse_existing_virtualenvs = True
 
 REPORTS = "reports"
@@ -81,11 +83,24 @@ def drill(session: nox.Session) -> None:
     session.run("pytest", "drills", f"--junitxml={REPORTS}/junit-drills.xml", *session.posargs)
 
 
-@nox.session
-def certify(session: nox.Session) -> None:
-    """The main job: images, the stack, unit + acceptance + drills, then the report in reports/."""
+def topology(session: nox.Session) -> str:
+    """The topology a certify run asks for: `--topology X` or `--topology=X` among the session's
+    arguments, else CRM_CERT_TOPOLOGY, else single."""
+    args = list(session.posargs)
+    for index, arg in enumerate(args):
+        if arg.startswith("--topology="):
+            return arg.split("=", 1)[1]
+        if arg == "--topology" and index + 1 < len(args):
+            return args[index + 1]
+    return session.env.get("CRM_CERT_TOPOLOGY") or os.environ.get("CRM_CERT_TOPOLOGY") or "single"
+
+
+def certify_topology(session: nox.Session, chosen: str) -> None:
+    """Certify one topology; its report goes to reports/ (single) or reports/<topology>/, so the
+    two runs of a release keep both verdicts."""
     install(session, "test")
     build_engines(session)
+    reports = REPORTS if chosen == "single" else f"{REPORTS}/{chosen}"
     certification(
         session,
         "pytest",
@@ -93,11 +108,25 @@ def certify(session: nox.Session) -> None:
         "acceptance",
         "drills",
         "--certify",
-        f"--reports-dir={REPORTS}",
-        f"--junitxml={REPORTS}/junit-certify.xml",
+        f"--topology={chosen}",
+        f"--reports-dir={reports}",
+        f"--junitxml={reports}/junit-certify.xml",
         "--durations=15",
     )
-    check_page(session, REPORTS)
+    check_page(session, reports)
+
+
+@nox.session
+def certify(session: nox.Session) -> None:
+    """The main job: images, the stack, unit + acceptance + drills, then the report in reports/.
+    `nox -s certify -- --topology=ha` certifies the HA topology instead (reports/ha/)."""
+    certify_topology(session, topology(session))
+
+
+@nox.session
+def ha(session: nox.Session) -> None:
+    """The production (HA) topology: `certify -- --topology=ha` (acceptance, the HA drills)."""
+    certify_topology(session, "ha")
 
 
 @nox.session

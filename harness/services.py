@@ -87,7 +87,7 @@ OVERRIDES = (
         "cannot publish the ports the suites read; compose's aliases are kept",
     ),
     Override(
-        KAFKA,
+        "kafka (each node)",
         "an EXTERNAL listener on 127.0.0.1",
         "the suites produce and read offsets from the host",
     ),

@@ -76,8 +76,9 @@ def readme_main_command() -> str:
 
 
 def certify_arguments() -> list[str]:
-    """The arguments noxfile.py's certify session gives pytest (f-strings evaluated against
-    the module's string constants; *session.posargs left out)."""
+    """The arguments noxfile.py's certify session gives pytest for the single topology, the
+    gate's (f-strings evaluated against the module's string constants and that topology's
+    locals; *session.posargs left out)."""
     module = ast.parse(NOXFILE.read_text())
     constants = {
         target.id: node.value.value
@@ -86,6 +87,7 @@ def certify_arguments() -> list[str]:
         for target in node.targets
         if isinstance(target, ast.Name) and isinstance(node.value.value, str)
     }
+    constants |= {"chosen": "single", "reports": constants["REPORTS"]}
 
     def value(node: ast.expr) -> str:
         if isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -96,8 +98,11 @@ def certify_arguments() -> list[str]:
             return constants[node.value.id]
         raise AssertionError(f"noxfile.py: cannot read {ast.dump(node)}")
 
+    # `certify` runs `certify_topology(session, <topology>)`, which runs the command.
     (session,) = [
-        node for node in module.body if isinstance(node, ast.FunctionDef) and node.name == "certify"
+        node
+        for node in module.body
+        if isinstance(node, ast.FunctionDef) and node.name == "certify_topology"
     ]
     # The one command: `certification(session, "pytest", ...)` (noxfile.py's helper).
     runs = [
