@@ -203,28 +203,35 @@ def test_the_readme_main_command_is_the_certify_session() -> None:
     assert certify_arguments()[:1] == ["pytest"]
 
 
-def test_both_templates_run_the_readme_main_command_once_as_it_is() -> None:
+HA_COMMAND = "nox -s ha"  # then the HA topology: a release needs both verdicts
+
+
+def test_both_templates_run_the_readme_main_command_once_as_it_is_then_the_ha_topology() -> None:
     command = readme_main_command()
     runs = [step["run"] for step in github_job()["steps"] if "run" in step]
-    assert [run for run in runs if "nox" in run.split()] == [command]
-    assert [line for line in script_lines(gitlab_job()) if "nox -s" in line] == [command]
+    assert [run for run in runs if "nox" in run.split()] == [command, HA_COMMAND]
+    gitlab = [line for line in script_lines(gitlab_job()) if "nox -s" in line]
+    assert gitlab == [command, HA_COMMAND]
+    sessions = {node.name for node in ast.parse(NOXFILE.read_text()).body if hasattr(node, "name")}
+    assert "ha" in sessions
 
 
 def test_nothing_swallows_the_exit_status_of_the_command() -> None:
     command = readme_main_command()
     job = github_job()
     assert "continue-on-error" not in job
-    (step,) = github_steps(run=command)
-    # No `if:` (runs unless an earlier step failed) and not allowed to fail.
-    assert set(step) <= {"name", "run", "env"}, step
-    runs_before = [s["run"] for s in job["steps"][: job["steps"].index(step)] if "run" in s]
-    assert not any("set +e" in run or "|| true" in run for run in runs_before)
+    for gate in (command, HA_COMMAND):
+        (step,) = github_steps(run=gate)
+        # No `if:` (runs unless an earlier step failed) and not allowed to fail.
+        assert set(step) <= {"name", "run", "env"}, step
+        runs_before = [s["run"] for s in job["steps"][: job["steps"].index(step)] if "run" in s]
+        assert not any("set +e" in run or "|| true" in run for run in runs_before)
 
     gitlab = gitlab_job()
     assert gitlab.get("allow_failure", False) is False
     assert not any("set +e" in line for line in script_lines(gitlab))
-    # The command is the script's last line: the job's status is its status.
-    assert script_lines(gitlab)[-1] == command
+    # The two gates are the script's last lines: the job's status is theirs.
+    assert script_lines(gitlab)[-2:] == [command, HA_COMMAND]
 
 
 def test_the_github_steps_before_it_install_what_bootstrap_installs() -> None:
