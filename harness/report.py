@@ -335,6 +335,8 @@ class CertificationReport:
                     "text": c.claim.text,
                     "required": c.claim.required,
                     "status": c.status,
+                    # The stack a PASS was measured on (the unit tier's files are both's).
+                    "proved_on": self.proved_on(c),
                     "tests": [t.nodeid for t in c.tests],
                 }
                 for c in claims
@@ -352,6 +354,23 @@ class CertificationReport:
                 for t in self.results.values()
             ],
         }
+
+    def proved_on(self, claim: ClaimResult) -> str:
+        """What a PASS was measured on: this run's topology, an external deployment, or the
+        deployable files alone (unit tests only: true of both topologies)."""
+        if claim.status != PASS:
+            return ""
+        if self.settings.stack == "external":
+            return "the external deployment" if self._live(claim) else "the deployable files"
+        if not self._live(claim):
+            return "the deployable files (both topologies)"
+        return f"the {self.settings.topology} topology"
+
+    @staticmethod
+    def _live(claim: ClaimResult) -> bool:
+        return any(
+            not test.out_of_scope and not test.nodeid.startswith("tests/") for test in claim.tests
+        )
 
     def markdown(
         self,
@@ -394,10 +413,9 @@ class CertificationReport:
             lines += [
                 "## Stack under test",
                 "",
-                f"Every service as `{' + '.join(COMPOSE_FILES[contract.topology])}` define it "
-                "(command, "
-                "environment, limits, restart policy, healthcheck, user, read-only root, tmpfs, "
-                "capabilities, aliases), except for these declared overrides:",
+                f"Every service as defined by `{' + '.join(COMPOSE_FILES[contract.topology])}` "
+                "(command, environment, limits, restart policy, healthcheck, user, read-only root, "
+                "tmpfs, capabilities, aliases), except for these declared overrides:",
                 "",
                 "| services | what | why |",
                 "|---|---|---|",
@@ -429,8 +447,9 @@ class CertificationReport:
             lines += [f"## {section}", ""]
             for item in items:
                 optional = "" if item.claim.required else " _(informational)_"
+                proved = f" _(proved on: {self.proved_on(item)})_" if item.status == PASS else ""
                 lines.append(
-                    f"- {ICONS[item.status]} **{item.status}** {item.claim.text}{optional}"
+                    f"- {ICONS[item.status]} **{item.status}** {item.claim.text}{optional}{proved}"
                 )
                 lines += _test_lines(item.tests)
             lines.append("")
@@ -502,8 +521,11 @@ def _test_lines(tests: list[TestResult]) -> list[str]:
             quiet[module] = quiet.get(module, 0) + 1
             continue
         name = test.nodeid.split("::")[-1]
-        outcome = f"out of scope: {test.out_of_scope}" if test.out_of_scope else test.outcome
-        lines.append(f"  - `{name}`: {outcome}" + (f" ({test.detail})" if test.detail else ""))
+        if test.out_of_scope:  # its skip message says the same
+            lines.append(f"  - `{name}`: out of scope: {test.out_of_scope}")
+        else:
+            detail = f" ({test.detail})" if test.detail else ""
+            lines.append(f"  - `{name}`: {test.outcome}{detail}")
         for m in measurements:
             against = f" (against {m.against})" if m.against else ""
             unit = f" {m.unit}" if m.unit else ""

@@ -203,3 +203,33 @@ def test_each_junit_test_case_names_its_claims(tmp_path: Path) -> None:
     [case] = ElementTree.parse(tmp_path / "reports" / "junit.xml").iter("testcase")
     claims = [p.get("value") for p in case.iter("property") if p.get("name") == "claim"]
     assert sorted(claims) == ["probe.health", "probe.status"]
+
+
+def test_an_ha_run_proves_its_drills_names_its_topology_and_leaves_the_rest_out_of_scope(
+    tmp_path: Path,
+) -> None:
+    process, evidence = certify(
+        tmp_path,
+        """
+        import pytest
+
+        @pytest.mark.claim("ha.exporter_replica")
+        @pytest.mark.ha_topology
+        def test_a_drill_of_the_topology():
+            assert True
+
+        @pytest.mark.claim("probe.health")
+        def test_the_single_runs():
+            assert False  # never runs here
+        """,
+        env={"CRM_CERT_TOPOLOGY": "ha"},
+    )
+    claims = {c["id"]: c for c in evidence["claims"]}
+    assert claims["ha.exporter_replica"]["status"] == PASS
+    assert claims["ha.exporter_replica"]["proved_on"] == "the ha topology"
+    assert claims["probe.health"]["status"] == OUT_OF_SCOPE
+    assert evidence["topology"] == "ha"
+    markdown = (tmp_path / "reports" / "certification.md").read_text()
+    assert "_(proved on: the ha topology)_" in markdown
+    assert "proven by the single-topology run" in markdown
+    assert process.returncode != pytest.ExitCode.USAGE_ERROR, process.stderr
