@@ -514,23 +514,30 @@ def _test_lines(tests: list[TestResult]) -> list[str]:
         return ["  - no test of this run claims this item"]
     lines: list[str] = []
     quiet: dict[str, int] = {}
+    # Out of this run's scope, one line a module and reason: their skip messages say the same.
+    elsewhere: dict[tuple[str, str], int] = {}
     for test in tests:
         measurements = test.evidence.measurements if test.evidence else []
         module = test.nodeid.split("::")[0]
+        if test.out_of_scope:
+            key = (module, test.out_of_scope)
+            elsewhere[key] = elsewhere.get(key, 0) + 1
+            continue
         if not measurements and test.outcome == "passed":
             quiet[module] = quiet.get(module, 0) + 1
             continue
         name = test.nodeid.split("::")[-1]
-        if test.out_of_scope:  # its skip message says the same
-            lines.append(f"  - `{name}`: out of scope: {test.out_of_scope}")
-        else:
-            detail = f" ({test.detail})" if test.detail else ""
-            lines.append(f"  - `{name}`: {test.outcome}{detail}")
+        detail = f" ({test.detail})" if test.detail else ""
+        lines.append(f"  - `{name}`: {test.outcome}{detail}")
         for m in measurements:
             against = f" (against {m.against})" if m.against else ""
             unit = f" {m.unit}" if m.unit else ""
             lines.append(f"    - {m.name}: {_value(m.value)}{unit}{against}")
     lines += [f"  - `{module}`: {count} test(s) passed" for module, count in quiet.items()]
+    lines += [
+        f"  - `{module}`: {count} test(s) out of scope: {why}"
+        for (module, why), count in elsewhere.items()
+    ]
     return lines
 
 
