@@ -23,7 +23,7 @@ import pytest
 
 from harness import services as svc
 from harness.contract import load
-from tests.tools import DASHBOARD, RECORDING_RULES, run_rule_tests
+from tests.tools import DASHBOARD, RECORDING_RULES, exporter_series_summed, run_rule_tests
 
 pytestmark = [pytest.mark.claim("grafana.dashboard")]
 
@@ -367,3 +367,15 @@ def test_every_panel_query_shows_what_its_panel_means(tmp_path: Path):
         ],
     }
     run_rule_tests(tmp_path / "dashboard_test.yml", document)
+
+
+def test_no_panel_adds_up_what_two_exporters_both_report() -> None:
+    """The HA topology scrapes two exporters of one cluster: a panel that sums their series
+    shows twice the value. Per partition `max` first, then sum."""
+    summed = {
+        f"panel {panel['id']}/{target['refId']}": found
+        for panel in json.loads(DASHBOARD.read_text())["panels"]
+        for target in panel.get("targets", [])
+        if (found := exporter_series_summed(target["expr"]))
+    }
+    assert summed == {}, summed

@@ -23,7 +23,13 @@ import pytest
 
 from harness.contract import load
 from harness.timescale import parse_duration
-from tests.tools import PROMTOOL_TESTS_DIR, load_yaml, run_rule_tests
+from tests.tools import (
+    HARMLESS_SUMS,
+    PROMTOOL_TESTS_DIR,
+    exporter_series_summed,
+    load_yaml,
+    run_rule_tests,
+)
 
 pytestmark = [pytest.mark.claim("rules.alerts")]
 
@@ -130,3 +136,19 @@ def test_an_absent_alert_still_fires_while_another_group_is_listed(tmp_path: Pat
         tests.append(listed)
     assert tests, "no promtool test expects an absent(...) alert to fire for the group"
     promtool(tmp_path, tests)
+
+
+@pytest.mark.claim("rules.recording")
+def test_no_rule_adds_up_what_two_exporters_both_report() -> None:
+    """The HA topology scrapes two exporters of one cluster: a rule that sums (or averages) their
+    series doubles (or keeps) a value it must not. Per partition `max` first, then sum."""
+    summed = {}
+    for rule_file in load().rule_files.values():
+        for group in rule_file["groups"]:
+            for rule in group["rules"]:
+                name = rule.get("record") or rule["alert"]
+                if (found := exporter_series_summed(rule["expr"])) and name not in HARMLESS_SUMS:
+                    summed[name] = found
+    assert summed == {}, summed
+    for name in HARMLESS_SUMS:
+        assert name in load().alerts, f"HARMLESS_SUMS names no rule: {name}"

@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
+import promql_parser as pp
 import pytest
 import yaml
 
@@ -180,6 +181,34 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(name)
     return names
+
+
+# Aggregations that keep one exporter's value when two exporters (the HA topology) report the same
+# series, and sums those two double harmlessly, with the reason.
+DEDUPLICATING = frozenset({"max", "min"})
+HARMLESS_SUMS = {
+    "CrmEventsConsumerStalled": "its sum of commit rates is compared with == 0: twice 0 is 0",
+}
+
+
+def exporter_series_summed(expr: str) -> list[str]:
+    """kafka_exporter series whose nearest enclosing aggregation adds up what two exporters both
+    report (sum, avg, count...): the HA topology scrapes two, which doubles such a value."""
+    found: list[str] = []
+    stack: list[Any] = []
+
+    def pre(node: Any) -> None:
+        if isinstance(node, pp.VectorSelector) and node.name in EXPORTER_METRICS:
+            aggregations = [n for n in stack if isinstance(n, pp.AggregateExpr)]
+            if aggregations and str(aggregations[-1].op) not in DEDUPLICATING:
+                found.append(f"{aggregations[-1].op} over {node.name}")
+        stack.append(node)
+
+    def post(node: Any) -> None:
+        stack.pop()
+
+    pp.walk(pp.parse(expr), pre, post)
+    return found
 
 
 def run_sample(
