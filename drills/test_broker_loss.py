@@ -6,24 +6,15 @@ import uuid
 
 import pytest
 
-from harness.load import SteadyProducer
+from harness.load import SteadyProducer, wait_until_consumed
 from harness.steady import wait_for_steady_state
 from harness.timeline import Episode
-from harness.waits import wait_until
 
 RATE = 20  # events a second: steady traffic, bounded
 OUTAGE_S = 10  # how long the broker stays down, a drill parameter
 TRAFFIC_S = 3  # steady traffic before the fault and after the restart, a drill parameter
 
 pytestmark = [pytest.mark.containers_only, pytest.mark.destructive]
-
-
-def consumed(stack, prefix: str) -> list[str]:
-    return [
-        message_id
-        for service in stack.contract.consumer_services
-        for message_id in stack.processed_ids(service, prefix)
-    ]
 
 
 def what_prometheus_shows(stack, prometheus):
@@ -73,14 +64,9 @@ def test_every_acknowledged_event_is_consumed_after_a_broker_restart(
     evidence.record("events refused", len(producer.failed))
     assert acked, "nothing was acknowledged"
     assert len(acked) + len(producer.failed) == len(producer.sent), "events unaccounted for"
-    wait_until(
-        "every acknowledged event consumed",
-        lambda: not (set(acked) - set(consumed(stack, prefix))),
-        timeout=180,
-        describe=lambda: f"{len(set(acked) - set(consumed(stack, prefix)))} not yet consumed",
-    )
+    wait_until_consumed(acked, lambda: stack.consumed_ids(prefix), timeout=180)
     episode.mark("every acknowledged event consumed")
-    ids = consumed(stack, prefix)
+    ids = stack.consumed_ids(prefix)
     evidence.record("events consumed (unique)", len(set(ids)))
     evidence.record("duplicates (at-least-once redeliveries)", len(ids) - len(set(ids)))
     wait_for_steady_state(stack, probe, prometheus)

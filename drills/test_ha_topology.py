@@ -14,7 +14,7 @@ from confluent_kafka.admin import AdminClient
 
 from harness.clients import AlertmanagerApi, PrometheusApi
 from harness.contract import CHECKLIST, environment, seconds
-from harness.load import SteadyProducer
+from harness.load import SteadyProducer, wait_until_consumed
 from harness.steady import wait_for_steady_state
 from harness.timeline import Episode
 from harness.waits import hold_for, wait_until
@@ -249,14 +249,6 @@ def broker_services(stack) -> dict[int, str]:
     }
 
 
-def consumed(stack, prefix: str) -> list[str]:
-    return [
-        message_id
-        for service in stack.contract.consumer_services
-        for message_id in stack.processed_ids(service, prefix)
-    ]
-
-
 @pytest.mark.claim("ha.leader_loss")
 def test_the_partition_leaders_broker_killed_under_production_loses_nothing(
     containers, probe, prometheus, evidence
@@ -315,12 +307,7 @@ def test_the_partition_leaders_broker_killed_under_production_loses_nothing(
     episode.mark("production stopped")
     assert acked, "nothing was acknowledged"
     assert len(acked) + len(producer.failed) == len(producer.sent), "events unaccounted for"
-    wait_until(
-        "every acknowledged event consumed",
-        lambda: not (set(acked) - set(consumed(stack, prefix))),
-        timeout=120,
-        describe=lambda: f"{len(set(acked) - set(consumed(stack, prefix)))} not yet consumed",
-    )
+    wait_until_consumed(acked, lambda: stack.consumed_ids(prefix))
     done = episode.mark("every acknowledged event consumed")
     evidence.record("killed broker", f"{killed} (node {killed_id}, leader of partition 0)")
     evidence.record("new leader of partition 0", moved.extra.get("leader"))
@@ -329,7 +316,7 @@ def test_the_partition_leaders_broker_killed_under_production_loses_nothing(
     evidence.record("in sync again after the restart", round(in_sync.t - started, 1), "s")
     evidence.record("events acknowledged", len(acked))
     evidence.record("events refused (not acknowledged)", len(producer.failed))
-    evidence.record("events consumed (unique)", len(set(consumed(stack, prefix))))
+    evidence.record("events consumed (unique)", len(set(stack.consumed_ids(prefix))))
     assert not producer.failed, f"{len(producer.failed)} events refused with one broker of three"
     # The probe judges the group, not the cluster: it never flapped through the loss.
     episode.assert_ready_throughout(0, done)

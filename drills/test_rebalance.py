@@ -7,10 +7,9 @@ import uuid
 
 import pytest
 
-from harness.load import SteadyProducer
+from harness.load import SteadyProducer, wait_until_consumed
 from harness.steady import wait_for_steady_state
 from harness.timeline import Episode
-from harness.waits import wait_until
 
 RATE = 20  # events a second: steady traffic, bounded
 TRAFFIC_AFTER_S = 2  # traffic after the rebalance, a drill parameter
@@ -77,16 +76,7 @@ def test_a_third_consumer_joins_and_leaves_without_loss_or_flapping(
         if third:
             stack.remove(third)
 
-    def consumed() -> set[str]:
-        ids = {i for s in stack.contract.consumer_services for i in stack.processed_ids(s, prefix)}
-        return ids | set(consumed_by_third)
-
-    wait_until(
-        "every acknowledged event consumed",
-        lambda: not (set(acked) - consumed()),
-        timeout=120,
-        describe=lambda: f"{len(set(acked) - consumed())} not yet consumed",
-    )
+    wait_until_consumed(acked, lambda: [*stack.consumed_ids(prefix), *consumed_by_third])
     evidence.record("events acknowledged", len(acked))
     evidence.record("events sent", len(producer.sent))
     evidence.record("consumed by the third consumer", len(set(consumed_by_third)))

@@ -11,10 +11,9 @@ import uuid
 
 import pytest
 
-from harness.load import SteadyProducer
+from harness.load import SteadyProducer, wait_until_consumed
 from harness.steady import wait_for_steady_state
 from harness.timeline import Episode
-from harness.waits import wait_until
 
 RATE = 20  # events a second: steady traffic, bounded
 TRAFFIC_S = 2  # traffic before the first restart and after the last, a drill parameter
@@ -53,15 +52,7 @@ def test_a_rolling_restart_loses_nothing_and_never_flaps(containers, probe, prom
         episode.watch_for(TRAFFIC_S)
     acked = producer.stop_and_flush()
 
-    def consumed() -> set[str]:
-        return {i for s in consumers for i in stack.processed_ids(s, prefix)}
-
-    wait_until(
-        "every acknowledged event consumed",
-        lambda: not (set(acked) - consumed()),
-        timeout=120,
-        describe=lambda: f"{len(set(acked) - consumed())} not yet consumed",
-    )
+    wait_until_consumed(acked, lambda: stack.consumed_ids(prefix, consumers))
     episode.mark("every acknowledged event consumed")
     evidence.record("events sent", len(producer.sent))
     evidence.record("events acknowledged", len(acked))

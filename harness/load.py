@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable, Iterable
 
 from harness.clients import EventProducer
+from harness.waits import wait_until
 
 
 class SteadyProducer:
@@ -60,3 +62,20 @@ class SteadyProducer:
         if remaining:
             raise AssertionError(f"{remaining} events still unacknowledged after {timeout_s}s")
         return list(self.acked)
+
+
+def wait_until_consumed(
+    acked: list[str], consumed: Callable[[], Iterable[str]], timeout: float = 120
+) -> None:
+    """Wait until a consumer has processed every acknowledged event id (`consumed()` lists the
+    ids the consumers logged)."""
+
+    def missing() -> set[str]:
+        return set(acked) - set(consumed())
+
+    wait_until(
+        "every acknowledged event consumed",
+        lambda: not missing(),
+        timeout=timeout,
+        describe=lambda: f"{len(missing())} not yet consumed",
+    )

@@ -17,7 +17,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
@@ -478,6 +478,11 @@ class ContainerStack(Stack):
                 if message_id.startswith(prefix):
                     ids.append(message_id)
         return ids
+
+    def consumed_ids(self, prefix: str, services: Iterable[str] | None = None) -> list[str]:
+        """Ids the consumers (default: the deployed replicas) logged as processed, in order."""
+        chosen = self.contract.consumer_services if services is None else services
+        return [i for service in chosen for i in self.processed_ids(service, prefix)]
 
     def all_logs(self, tail: int = 80) -> dict[str, str]:
         return {service: self.logs(service, tail) for service in self.containers}

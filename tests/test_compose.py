@@ -15,7 +15,7 @@ import os
 import re
 import shutil
 import subprocess
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import jsonschema
@@ -150,14 +150,16 @@ def compose_cli() -> list[str] | None:
     return [legacy] if legacy else None
 
 
-@pytest.mark.claim("deploy.compose")
-def test_the_compose_cli_accepts_the_file_when_one_is_installed() -> None:
+def compose_config(*files: Path, quiet: bool = False) -> str:
+    """`docker compose -f ... config` of the files, as a user with no variable set runs it: the
+    merged model it prints. Skips when no compose CLI is installed."""
     cli = compose_cli()
     if cli is None:
         pytest.skip("no `docker compose` or `docker-compose` here: the schema test stands alone")
     env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_CERT_IMAGE_")}
+    arguments = [word for file in files for word in ("-f", str(file))]
     result = subprocess.run(
-        [*cli, "-f", str(COMPOSE), "config", "-q"],
+        [*cli, *arguments, "config", *(["-q"] if quiet else [])],
         capture_output=True,
         text=True,
         env=env,
@@ -165,6 +167,12 @@ def test_the_compose_cli_accepts_the_file_when_one_is_installed() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+@pytest.mark.claim("deploy.compose")
+def test_the_compose_cli_accepts_the_file_when_one_is_installed() -> None:
+    compose_config(COMPOSE, quiet=True)
 
 
 # --- the probe: internal only, limits, restart policy, settings -------------------------------

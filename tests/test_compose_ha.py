@@ -8,15 +8,14 @@ exporters would double: tests/tools.py, exporter_series_summed.)
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.contract import HA, SINGLE, Contract, environment, interpolate, load
 from probe.settings import ProbeSettings
-from tests.test_compose import compose_cli, flag
+from tests.test_compose import compose_config, flag
 from tests.tools import STACK, exporter_series_summed
 
 pytestmark = pytest.mark.claim("ha.topology")
@@ -41,28 +40,10 @@ def single() -> Contract:
 
 
 def docker_compose_config() -> dict[str, Any]:
-    cli = compose_cli()
-    if cli is None:
-        pytest.skip("no `docker compose` or `docker-compose` here")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CRM_CERT_IMAGE_")}
-    result = subprocess.run(
-        [*cli, "-f", str(STACK / "compose.yaml"), "-f", str(STACK / "compose-ha.yaml"), "config"],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
+    document: dict[str, Any] = yaml.safe_load(
+        compose_config(STACK / "compose.yaml", STACK / "compose-ha.yaml")
     )
-    assert result.returncode == 0, result.stdout + result.stderr
-    document: dict[str, Any] = load_yaml_text(result.stdout)
     return document
-
-
-def load_yaml_text(text: str) -> dict[str, Any]:
-    import yaml
-
-    loaded: dict[str, Any] = yaml.safe_load(text)
-    return loaded
 
 
 def targets(service: dict[str, Any], key: str) -> set[str]:
