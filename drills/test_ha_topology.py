@@ -287,28 +287,31 @@ def test_the_partition_leaders_broker_killed_under_production_loses_nothing(
         floor_s=TRAFFIC_S + BROKER_FENCED_S,
     )
     producer = SteadyProducer(stack.endpoints.kafka_bootstrap, topic, RATE, prefix, max_seconds=180)
-    with producer:
-        episode.watch_for(TRAFFIC_S)
-        with stack.fault("replica-down", service=killed, kill=True):
-            killed_at = episode.mark(f"{killed} killed")
-            moved = episode.watch_until(
-                "leadership moved and under-replicated partitions in Prometheus",
-                lambda m: m.extra.get("leader") not in (killed_id, -1) and urp(m) > 0,
-                timeout=BROKER_FENCED_S + 10 * stack.scrape_s + 30,
+    # Watched in the background from start to end as well: the fault's restore blocks until the
+    # broker is back, and so do the flush and the consumption; the probe must not flap then either.
+    with episode.watching():
+        with producer:
+            episode.watch_for(TRAFFIC_S)
+            with stack.fault("replica-down", service=killed, kill=True):
+                killed_at = episode.mark(f"{killed} killed")
+                moved = episode.watch_until(
+                    "leadership moved and under-replicated partitions in Prometheus",
+                    lambda m: m.extra.get("leader") not in (killed_id, -1) and urp(m) > 0,
+                    timeout=BROKER_FENCED_S + 10 * stack.scrape_s + 30,
+                )
+                restarting = episode.mark(f"{killed} starting")
+            started = episode.mark(f"{killed} started")
+            in_sync = episode.watch_until(
+                "every partition in sync again in Prometheus",
+                lambda m: m.known and urp(m) == 0,
+                timeout=120,
             )
-            restarting = episode.mark(f"{killed} starting")
-        started = episode.mark(f"{killed} started")
-        in_sync = episode.watch_until(
-            "every partition in sync again in Prometheus",
-            lambda m: m.known and urp(m) == 0,
-            timeout=120,
-        )
-    acked = producer.stop_and_flush()
-    episode.mark("production stopped")
-    assert acked, "nothing was acknowledged"
-    assert len(acked) + len(producer.failed) == len(producer.sent), "events unaccounted for"
-    wait_until_consumed(acked, lambda: stack.consumed_ids(prefix))
-    done = episode.mark("every acknowledged event consumed")
+        acked = producer.stop_and_flush()
+        episode.mark("production stopped")
+        assert acked, "nothing was acknowledged"
+        assert len(acked) + len(producer.failed) == len(producer.sent), "events unaccounted for"
+        wait_until_consumed(acked, lambda: stack.consumed_ids(prefix))
+        done = episode.mark("every acknowledged event consumed")
     evidence.record("killed broker", f"{killed} (node {killed_id}, leader of partition 0)")
     evidence.record("new leader of partition 0", moved.extra.get("leader"))
     evidence.record("leader moved, URP seen, after the kill", round(moved.t - killed_at, 1), "s")

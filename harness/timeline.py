@@ -8,9 +8,12 @@ never dropped: an unknown moment is not a ready one, so it breaks a "never flapp
 
 from __future__ import annotations
 
+import bisect
+import contextlib
 import math
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from harness.clients import ProbeClient
@@ -53,6 +56,7 @@ class Episode:
     moments: list[Moment] = field(default_factory=list)
     marks: dict[str, float] = field(default_factory=dict)
     _t0: float = field(default_factory=time.monotonic)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     started_at: float = field(default_factory=time.time)  # Unix time: Prometheus' clock
 
     def __post_init__(self) -> None:
@@ -82,8 +86,29 @@ class Episode:
         except Exception as error:
             extra = {"error": f"{type(error).__name__}: {error}"}
         moment = Moment(t, status, failed, members, extra)
-        self.moments.append(moment)
+        with self._lock:  # a background watch may observe at the same time: keep time order
+            bisect.insort(self.moments, moment, key=lambda m: m.t)
         return moment
+
+    @contextlib.contextmanager
+    def watching(self) -> Iterator[None]:
+        """Observe every POLL_S in the background while the block runs: a span in which the
+        test itself waits on something else (a fault's restore that blocks until a broker is
+        back) is watched too, so "ready throughout" covers it."""
+        stop = threading.Event()
+
+        def watch() -> None:
+            while not stop.is_set():
+                self.observe()
+                stop.wait(POLL_S)
+
+        thread = threading.Thread(target=watch, name=f"watch: {self.title}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join(timeout=30)
 
     def watch_until(self, what: str, condition: Callable[[Moment], bool], timeout: float) -> Moment:
         """Observe every POLL_S until `condition` holds for a moment; return that moment."""

@@ -58,6 +58,13 @@ def test_a_run_without_a_report_says_so(tmp_path: Path) -> None:
     assert run.verdict == "no report" and run.failures == []
 
 
+def test_an_ha_run_certified_in_its_scope_counts_as_certified() -> None:
+    runs = [Run(n, hog=False, verdict="CERTIFIED (ha topology)", exit_code=0) for n in (1, 2)]
+    assert all(run.certified for run in runs)
+    assert "2 runs, 2 CERTIFIED, 0 failure(s)." in markdown(runs)
+    assert not Run(3, hog=True, verdict="NOT CERTIFIED").certified
+
+
 def test_the_hog_ends_by_itself() -> None:
     hog = start_hog(max_s=0.5)
     try:
