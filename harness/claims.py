@@ -330,7 +330,8 @@ CLAIMS = (
     Claim(
         "ha.leader_loss",
         "Production (HA) topology",
-        "The broker leading a partition killed under acks=all production: every acknowledged "
+        "The broker leading a partition (not the group's coordinator) killed under acks=all "
+        "production: every acknowledged "
         "event is consumed, under-replicated partitions show in Prometheus, leadership moves, "
         "/ready never flaps, every partition is in sync again after the broker returns",
     ),
