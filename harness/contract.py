@@ -223,13 +223,18 @@ class Contract:
     @property
     def topic_config(self) -> dict[str, str]:
         """The topic's `--config name=value` settings (e.g. min.insync.replicas)."""
-        command = [str(part) for part in self.service("kafka-init")["command"]]
+        command = self._topic_command
         return dict(
             command[i + 1].split("=", 1) for i, part in enumerate(command) if part == "--config"
         )
 
+    @property
+    def _topic_command(self) -> list[str]:
+        """kafka-init's command: the topic as the compose files create it."""
+        return [str(part) for part in self.service("kafka-init")["command"]]
+
     def _topic_option(self, flag: str) -> str:
-        command = [str(part) for part in self.service("kafka-init")["command"]]
+        command = self._topic_command
         return command[command.index(flag) + 1]
 
     @property

@@ -187,7 +187,10 @@ class ContainerStack(Stack):
         image, run, contract = self.images, self.run, self.contract
         self._start_together(
             *(svc.KafkaBroker(image.kafka, run, name) for name in contract.replicas("KAFKA")),
-            *(svc.Prometheus(image.prometheus, run, name) for name in self.prometheus_replicas),
+            *(
+                svc.Prometheus(image.prometheus, run, name)
+                for name in contract.replicas("PROMETHEUS")
+            ),
             *(
                 svc.Alertmanager(image.alertmanager, run, name)
                 for name in contract.replicas("ALERTMANAGER")
@@ -221,10 +224,6 @@ class ContainerStack(Stack):
         self._wait_until_healthy()
 
     @property
-    def prometheus_replicas(self) -> tuple[str, ...]:
-        return self.contract.replicas("PROMETHEUS")
-
-    @property
     def kafka_bootstrap(self) -> str:
         """Every Kafka node's host listener: clients reach the cluster while any one is up."""
         brokers = [self.containers[name] for name in self.contract.replicas("KAFKA")]
@@ -233,13 +232,8 @@ class ContainerStack(Stack):
     def url(self, service: str) -> str:
         """A replica's main port on 127.0.0.1 (Prometheus, Alertmanager, kafka_exporter)."""
         container = self.containers[service]
-        ports: dict[type[svc.StackContainer], int] = {
-            svc.Prometheus: svc.Prometheus.PORT,
-            svc.Alertmanager: svc.Alertmanager.PORT,
-            svc.KafkaExporter: svc.KafkaExporter.PORT,
-        }
-        port = ports[type(container)]
-        return container.get_url(port)
+        assert isinstance(container, svc.Prometheus | svc.Alertmanager | svc.KafkaExporter), service
+        return container.get_url(container.PORT)
 
     def _start_together(self, *containers: svc.StackContainer) -> None:
         """Start independent services in parallel; each start waits on its own readiness."""
@@ -520,14 +514,15 @@ class ContainerStack(Stack):
     @contextlib.contextmanager
     def fault(self, name: str, **params: object) -> Iterator[None]:
         """Inject a named fault; restore it on exit, whatever happened inside."""
-        inject, restore = self._faults()[name]
+        inject, restore = self._faults(str(params.get("service", "")))[name]
         try:
             inject(**params)
             yield
         finally:
             restore()
 
-    def _faults(self) -> dict[str, tuple[Callable[..., None], Callable[[], None]]]:
+    def _faults(self, service: str) -> dict[str, tuple[Callable[..., None], Callable[[], None]]]:
+        """Each fault's inject and restore; `service` is the replica `replica-down` names."""
         consumers = list(self.contract.consumer_services)
 
         def outage(*services: str) -> tuple[Callable[..., None], Callable[[], None]]:
@@ -545,12 +540,10 @@ class ContainerStack(Stack):
             "kafka-down": outage(*replicas("KAFKA")),
             # One replica of the HA topology: `service` names it (kafka-2, prometheus-2, ...).
             "replica-down": (
-                lambda service, kill=False, **_: (
-                    self.docker_container(str(service)).kill()
-                    if kill
-                    else self.stop_services(str(service))
+                lambda kill=False, **_: (
+                    self.docker_container(service).kill() if kill else self.stop_services(service)
                 ),
-                lambda: self.start_services(*self._stopped_replicas()),
+                lambda: self.start_services(service),
             ),
             "prometheus-slow": (
                 lambda latency_ms=3000, **_: self.add_latency("prometheus", int(latency_ms)),
@@ -580,21 +573,10 @@ class ContainerStack(Stack):
         for url in self.endpoints.consumer_urls.values():
             ConsumerControl(url).set_paused(paused)
 
-    def _stopped_replicas(self) -> list[str]:
-        """The replicas whose container is not running (what `replica-down` stopped)."""
-        stopped = []
-        for image in ("KAFKA", "KAFKA_EXPORTER", "PROMETHEUS", "ALERTMANAGER"):
-            for service in self.contract.replicas(image):
-                container = self.docker_container(service)
-                container.reload()
-                if container.status != "running":
-                    stopped.append(service)
-        return stopped
-
     def _replace_prometheus(self) -> None:
         """Every replica, as if all were rescheduled without their volume."""
         replacements = []
-        for service in self.prometheus_replicas:
+        for service in self.contract.replicas("PROMETHEUS"):
             old = self.containers.pop(service)
             old.get_wrapped_container().remove(force=True, v=True)
             new = svc.Prometheus(self.images.prometheus, self.run, service)

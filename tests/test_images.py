@@ -499,28 +499,36 @@ def test_a_change_of_any_input_names_another_archive(monkeypatch: pytest.MonkeyP
     assert builder.archive() != before
 
 
-def test_a_damaged_archive_is_dropped_and_the_images_built(
+@pytest.fixture
+def cached_builder(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+) -> tuple[images.Builder, Path, list[list[str]]]:
+    """A builder with a cache directory, Docker holding no image (the `docker` commands it runs
+    are recorded), and the path of the offline set's archive, not written yet."""
     builder = images.Builder(cache=tmp_path)
     archive = builder.archive()
     assert archive is not None
-    archive.write_text("not a tar")
-    fake_docker_cli(monkeypatch, set())
+    calls = fake_docker_cli(monkeypatch, set())
     monkeypatch.setattr(builder, "_image", lambda tag: None)
+    return builder, archive, calls
+
+
+def test_a_damaged_archive_is_dropped_and_the_images_built(
+    cached_builder: tuple[images.Builder, Path, list[list[str]]],
+) -> None:
+    builder, archive, _ = cached_builder
+    archive.write_text("not a tar")
     assert builder.load_cached(["app"]) is False
     assert not archive.exists()
 
 
 def test_an_upstream_build_never_loads_the_offline_archive(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    cached_builder: tuple[images.Builder, Path, list[list[str]]],
 ) -> None:
-    builder = images.Builder(cache=tmp_path)
-    archive = builder.archive()
-    assert archive is not None
+    builder, archive, calls = cached_builder
     archive.write_text(" ".join(builder.tags[n] for n in images.OFFLINE))
-    calls = fake_docker_cli(monkeypatch, set())
-    monkeypatch.setattr(builder, "_image", lambda tag: None)
     monkeypatch.setattr(builder, "logs", tmp_path / "logs")
     monkeypatch.setattr(
         builder, "_build_one", lambda name: images.Result(name, builder.tags[name], "reused")
