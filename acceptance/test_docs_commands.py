@@ -10,11 +10,19 @@ runs with `sh -e` from the repository root, with CRM_CERT_* variables that descr
 stack as an external deployment (endpoints on 127.0.0.1, its time scale, and fault commands that
 stop, start and slow its containers). Each block starts from the steady state, must exit 0, and
 must leave the stack in its steady state.
+
+A host block's `python -m pytest` command repeats suites this run has: in a certify run that ran
+them, the block runs with `--collect-only` added to that command (its other commands unchanged),
+which proves the command parses and collects against a deployment, and it shares this run's
+outcomes of the tests it collected instead of running a drill twice. These tests run last
+(`shares_outcomes`), after the tests whose outcomes they share; a command whose tests this run
+did not run is run whole.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -33,7 +41,10 @@ from harness.clients import ConsumerControl
 from harness.docs import (
     REPO,
     RUNBOOK_URL,
+    Block,
     all_anchors,
+    collected_nodeids,
+    collecting_only,
     doc_files,
     inline_commands,
     links,
@@ -124,6 +135,40 @@ def test_links_between_the_documents_resolve():
     assert broken == []
 
 
+def test_a_documented_pytest_command_is_collected_only_and_the_other_commands_run_unchanged():
+    block = Block(
+        REPO / "docs" / "X.md",
+        1,
+        9,
+        "sh host",
+        "promtool check rules stack/prometheus/rules/*.yml\n"
+        "python -m pytest drills/test_hot_key_skew.py \\\n"
+        "  --stack=external --timeout=1800\n",
+    )
+    collecting = collecting_only(block)
+    assert collecting is not None
+    assert collecting.text == (
+        "promtool check rules stack/prometheus/rules/*.yml\n"
+        "python -m pytest drills/test_hot_key_skew.py \\\n"
+        "  --stack=external --timeout=1800 --collect-only -q\n"
+    )
+    assert (
+        collecting_only(replace(block, text="curl -fsS http://prometheus:9090/-/ready\n")) is None
+    )
+    # Whatever the command's own verbosity, the collection prints one node id per line (-1).
+    for given, added in (("-q", ""), ("-qq", " -v"), ("-vv", " -q -q -q"), ("", " -q")):
+        command = f"python -m pytest tests/test_a.py {given}".rstrip()
+        changed = collecting_only(replace(block, text=command + "\n"))
+        assert changed is not None and changed.text == f"{command} --collect-only{added}\n"
+    output = (
+        "drills/test_a.py::test_one\ndrills/test_a.py::test_two[x-1]\n\n2 tests collected in 0.1s\n"
+    )
+    assert collected_nodeids(output) == [
+        "drills/test_a.py::test_one",
+        "drills/test_a.py::test_two[x-1]",
+    ]
+
+
 # --- live: every block, where it says it runs -------------------------------------------------
 
 
@@ -146,10 +191,31 @@ def slowed_consumers(stack: ContainerStack) -> dict[str, int]:
     return {name: delay for name, delay in delays.items() if delay}
 
 
+def run_host_block(block, containers: ContainerStack, request, evidence):
+    """Run a host block; one whose pytest tests this certify run ran shares their outcomes."""
+    environment = external_environment(containers)
+    report = request.config.pluginmanager.get_plugin("crm-cert-report")
+    collecting = collecting_only(block)
+    if report is None or collecting is None:
+        return run_on_host(block, environment, HOST_TIMEOUT_S)
+    collected = run_on_host(collecting, environment, HOST_TIMEOUT_S)
+    assert collected.exit_code == 0, collected.describe()
+    nodeids = collected_nodeids(collected.output)
+    assert nodeids, f"{block.name}: its pytest command collected no test\n{collected.describe()}"
+    outcomes = {nodeid: report.outcome_of(nodeid) for nodeid in nodeids}
+    if "not run" in outcomes.values():
+        return run_on_host(block, environment, HOST_TIMEOUT_S)
+    failed = {nodeid: outcome for nodeid, outcome in outcomes.items() if outcome != "passed"}
+    assert failed == {}, f"{block.name} shares this run's outcomes of its tests: {failed}"
+    evidence.record(f"{block.name}: tests collected, whose outcomes this run shares", len(nodeids))
+    return collected
+
+
 @pytest.mark.containers_only
+@pytest.mark.shares_outcomes
 @pytest.mark.parametrize("block", BLOCKS, ids=block_id)
 def test_documented_block_runs_and_leaves_the_steady_state(
-    block, containers, probe, prometheus, steady_state
+    block, containers, probe, prometheus, steady_state, request, evidence
 ):
     silences_before = active_silences(containers)
     try:
@@ -157,7 +223,7 @@ def test_documented_block_runs_and_leaves_the_steady_state(
             webhook = containers.docker_container(svc.WEBHOOK)
             run = run_in_container(block, webhook, STACK_TIMEOUT_S)
         else:
-            run = run_on_host(block, external_environment(containers), HOST_TIMEOUT_S)
+            run = run_host_block(block, containers, request, evidence)
         assert run.exit_code == 0, run.describe()
         left_silences = active_silences(containers) - silences_before
         assert left_silences == set(), f"{block.name} left silences active: {left_silences}"

@@ -32,6 +32,7 @@ from harness.settings import (
     resolve,
 )
 from harness.testcontainers_setup import configure_testcontainers
+from harness.unit_tier import PART_OPTION
 
 configure_testcontainers()
 
@@ -49,7 +50,14 @@ from harness.steady import SteadyState, wait_for_steady_state  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
-    add_options(parser.getgroup("crm-cert", "CRM events stack certification").addoption)
+    group = parser.getgroup("crm-cert", "CRM events stack certification")
+    add_options(group.addoption)
+    group.addoption(
+        PART_OPTION,
+        default=None,
+        help="internal: this run is the unit tier of a certify run (harness/unit_tier.py); "
+        "it runs the node ids listed in the directory and writes its results there",
+    )
 
 
 def pytest_load_initial_conftests(
@@ -98,6 +106,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "claim(item_id): the certification item (harness/claims.py) this test proves"
     )
+    config.addinivalue_line(
+        "markers", "shares_outcomes: runs after every other test, whose outcomes it may share"
+    )
     try:
         config.stash[SETTINGS] = resolve(config.getoption)
     except HarnessSettingsError as error:
@@ -108,8 +119,10 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.stash[SETTINGS].certify:
         from harness.report import CertificationReport
 
+        part = config.getoption(PART_OPTION.lstrip("-").replace("-", "_"))
         config.pluginmanager.register(
-            CertificationReport(config.stash[SETTINGS], EVIDENCE), "crm-cert-report"
+            CertificationReport(config.stash[SETTINGS], EVIDENCE, Path(part) if part else None),
+            "crm-cert-report",
         )
     # `docker stop`/CI cancellation sends SIGTERM: turn it into the same clean teardown as Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
@@ -265,6 +278,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             and not settings.allow_destructive
         ):
             item.add_marker(pytest.mark.skip(reason="destructive: needs --allow-destructive"))
+    # A test that shares the outcomes of the others (a documented pytest command) runs last.
+    items.sort(key=lambda item: item.get_closest_marker("shares_outcomes") is not None)
 
 
 @pytest.hookimpl(trylast=True)

@@ -49,8 +49,15 @@ def test_members_that_commit_nothing_while_events_wait_are_stalled(
     def firing(moment) -> bool:
         return moment.extra.get("stalled") == "firing"
 
+    # The steady state has just consumed the previous episode's events: the alert's rate of
+    # commits is 0 only a whole range after their last commit, and its for: starts there.
+    rate_range = stack.seconds(contract.alert_longest_range_s(STALLED))
     episode = Episode(
-        "consumers stalled", stack, probe, extra=alerts, floor_s=max(window, stalled_for)
+        "consumers stalled",
+        stack,
+        probe,
+        extra=alerts,
+        floor_s=max(window, rate_range + stalled_for),
     )
     producer = EventProducer(stack.endpoints.kafka_bootstrap, contract.topic)
     prefix = f"stalled-{uuid.uuid4().hex[:6]}"
@@ -119,7 +126,6 @@ def test_members_that_commit_nothing_while_events_wait_are_stalled(
     assert [f["check"] for f in answer.body["failed"]] == ["progress"], answer.body
     # The alert's rate is 0 from the last commit before the pause (at the latest a range of 5m
     # later); it is pending from the first evaluation that sees the backlog.
-    rate_range = stack.seconds(contract.alert_longest_range_s(STALLED))
     assert fired_after >= stalled_for - evaluation, f"fired after {fired_after:.1f}s"
     assert fired.t - paused <= (
         max(waiting - paused + scrape, rate_range) + stalled_for + scrape + 2 * evaluation + 1

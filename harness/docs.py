@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.paths import PROJECT as REPO
@@ -105,6 +106,50 @@ class Block:
         if pending.strip():
             commands.append(pending.strip())
         return commands
+
+
+# A documented pytest command: when the certify run that checks the documents has run its tests,
+# the block runs it with --collect-only and shares that run's outcomes (acceptance/
+# test_docs_commands.py) instead of repeating a drill.
+_PYTEST_COMMAND = re.compile(r"^python3? -m pytest\b")
+_COLLECTED = re.compile(r"^(?P<nodeid>[\w./-]+\.py::\S+)$", re.MULTILINE)
+_VERBOSITY = re.compile(r"^-(?P<flags>[vq]+)$")
+
+
+def _verbosity(command: str) -> int:
+    """pytest's verbosity from a command's -v/-q flags (each counts, as pytest counts them)."""
+    level = 0
+    for word in shlex.split(command):
+        flags = _VERBOSITY.match(word)
+        letters = flags["flags"] if flags else {"--verbose": "v", "--quiet": "q"}.get(word, "")
+        level += letters.count("v") - letters.count("q")
+    return level
+
+
+def collect_only(command: str) -> str:
+    """The options that make a pytest command list the node ids it would run, one per line
+    (`--collect-only` at verbosity -1, whatever -v/-q the command already has)."""
+    level = _verbosity(command)
+    return " --collect-only " + ("-q " * (level + 1) if level >= -1 else "-v " * (-1 - level))
+
+
+def collecting_only(block: Block) -> Block | None:
+    """The block with `--collect-only` added to each of its `python -m pytest` commands (each
+    of its other commands unchanged), or None when it runs no pytest."""
+    lines, changed, command = [], False, ""
+    for line in block.text.splitlines():
+        command += line[:-1] + " " if line.endswith("\\") else line
+        if not line.endswith("\\"):
+            if _PYTEST_COMMAND.match(command.strip()):
+                line, changed = line + collect_only(command).rstrip(), True
+            command = ""
+        lines.append(line)
+    return replace(block, text="\n".join(lines) + "\n") if changed else None
+
+
+def collected_nodeids(output: str) -> list[str]:
+    """The node ids `pytest --collect-only -q` printed."""
+    return _COLLECTED.findall(output)
 
 
 def fenced_blocks(path: Path) -> list[Block]:

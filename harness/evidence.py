@@ -37,6 +37,16 @@ class Evidence:
         self.measurements.append(Measurement(name, value, unit, against))
         return value
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Evidence:
+        """The inverse of to_json (a unit tier run in a process of its own sends its evidence)."""
+        return cls(
+            data["test"],
+            data["time_scale"],
+            data["started"],
+            [Measurement(**m) for m in data["measurements"]],
+        )
+
     def to_json(self) -> dict[str, Any]:
         return {
             "test": self.test,

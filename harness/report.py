@@ -25,6 +25,7 @@ from harness.evidence import Evidence
 from harness.services import OVERRIDES
 from harness.settings import HarnessSettings
 from harness.timeline import JOURNAL, Episode
+from harness.unit_tier import BackgroundUnitTier, UnitTierFailed, selected, write_results
 
 PASS, FAIL, NOT_RUN, OUT_OF_SCOPE = "PASS", "FAIL", "NOT RUN", "OUT OF SCOPE"
 ICONS = {PASS: "✅", FAIL: "❌", NOT_RUN: "⚪", OUT_OF_SCOPE: "⚫"}
@@ -122,9 +123,21 @@ class Verdict:
 class CertificationReport:
     """Collects outcomes and evidence during the run; writes the report at the end."""
 
-    def __init__(self, settings: HarnessSettings, evidence_key: pytest.StashKey[Evidence]) -> None:
+    def __init__(
+        self,
+        settings: HarnessSettings,
+        evidence_key: pytest.StashKey[Evidence],
+        part: Path | None = None,
+    ) -> None:
         self.settings = settings
         self.evidence_key = evidence_key
+        # Set when this run is the unit tier of another (harness/unit_tier.py): it writes its
+        # results there instead of a report.
+        self.part = part
+        # The unit tier, when this run handed it to a process of its own.
+        self.unit_tier: BackgroundUnitTier | None = None
+        self.unit_tier_taken = False
+        self.unit_tier_failed = ""
         # Image build and stack start-up times, set by the stack fixture.
         self.stack_startup_s: dict[str, float] = {}
         # The image set the stack ran on and why it was chosen (set when the stack starts).
@@ -137,9 +150,15 @@ class CertificationReport:
     # -- collection of outcomes ----------------------------------------------------------
 
     @pytest.hookimpl(trylast=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+    def pytest_collection_modifyitems(
+        self, config: pytest.Config, items: list[pytest.Item]
+    ) -> None:
         """Every test of a certify run belongs to a known claim: a test without one would pass
         or fail without the verdict noticing, so it is a usage error."""
+        if self.part:
+            wanted = selected(self.part)
+            config.hook.pytest_deselected(items=[i for i in items if i.nodeid not in wanted])
+            items[:] = [item for item in items if item.nodeid in wanted]
         unclaimed = []
         for item in items:
             claims = [marker.args[0] for marker in item.iter_markers("claim")]
@@ -160,6 +179,66 @@ class CertificationReport:
                 "every test of a certify run must prove a claim "
                 "(@pytest.mark.claim, harness/claims.py); without one:\n  " + "\n  ".join(unclaimed)
             )
+        if not self.part and self.settings.unit_tier == "background":
+            self.hand_over_the_unit_tier(config, items)
+
+    def hand_over_the_unit_tier(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        """Run the in-scope unit tests in a pytest of their own, beside the live suites, when
+        this run has both (harness/unit_tier.py)."""
+        unit = [
+            item
+            for item in items
+            if item.get_closest_marker("unit") and not self.results[item.nodeid].out_of_scope
+        ]
+        if not unit or all(item.get_closest_marker("unit") for item in items):
+            return
+        reports = Path(self.settings.reports_dir)
+        self.unit_tier = BackgroundUnitTier.start(config, unit, reports)
+        handed = set(self.unit_tier.nodeids)
+        items[:] = [item for item in items if item.nodeid not in handed]
+        from harness.waits import console
+
+        console.print(
+            f"unit tier: {len(unit)} tests in a pytest of their own beside the live suites "
+            f"(pid {self.unit_tier.process.pid}, output in {self.unit_tier.log})",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+    def take_the_unit_tier(self, interrupted: bool) -> None:
+        """The unit tier's results, into this run's; its failures are named on the terminal."""
+        if self.unit_tier is None or self.unit_tier_taken:
+            return
+        self.unit_tier_taken = True
+        from harness.waits import console
+
+        if interrupted:
+            self.unit_tier.stop()
+        elif self.unit_tier.running:
+            console.print("unit tier: waiting for it to finish ...", highlight=False)
+        try:
+            found = self.unit_tier.results()
+        except UnitTierFailed as error:
+            self.unit_tier_failed = str(error)
+            return
+        for nodeid, outcome in found.items():
+            result = self.results[nodeid]
+            result.outcome = outcome["outcome"]
+            result.duration_s = outcome["duration_s"]
+            result.detail = outcome["detail"]
+            if outcome["evidence"]:
+                result.evidence = Evidence.from_json(outcome["evidence"])
+        counts = {o: sum(r["outcome"] == o for r in found.values()) for o in ("passed", "failed")}
+        console.print(
+            f"unit tier: {counts['passed']} passed, {counts['failed']} failed, "
+            f"{len(found) - sum(counts.values())} skipped in {self.unit_tier.duration_s:.0f} s "
+            f"(output in {self.unit_tier.log})",
+            highlight=False,
+            soft_wrap=True,
+        )
+        for nodeid, outcome in found.items():
+            if outcome["outcome"] == "failed":
+                console.print(f"unit tier: FAILED {nodeid}: {outcome['detail']}", highlight=False)
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
@@ -184,6 +263,14 @@ class CertificationReport:
             result.outcome, result.detail = "failed", _short(report)
         if report.when == "teardown":
             self.capture_dashboards()
+
+    def outcome_of(self, nodeid: str) -> str:
+        """This run's outcome of a test so far: passed, failed, skipped, or "not run" (not yet,
+        or not a test of this run). A unit test's waits for the unit tier to end."""
+        if self.unit_tier is not None and nodeid in self.unit_tier.nodeids:
+            self.take_the_unit_tier(interrupted=False)
+        result = self.results.get(nodeid)
+        return result.outcome if result else "not run"
 
     def capture_dashboards(self) -> None:
         """Read the dashboard's data for the episodes that ended with this test, now: a later
@@ -231,8 +318,26 @@ class CertificationReport:
         )
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        if self.part:
+            write_results(
+                self.part,
+                {
+                    t.nodeid: {
+                        "outcome": t.outcome,
+                        "duration_s": t.duration_s,
+                        "detail": t.detail,
+                        "evidence": t.evidence.to_json() if t.evidence else None,
+                    }
+                    for t in self.results.values()
+                },
+                time.time() - self.started,
+            )
+            return
+        self.take_the_unit_tier(interrupted=exitstatus == pytest.ExitCode.INTERRUPTED)
         claims = self.claim_results()
         verdict = self.verdict(claims, session.exitstatus)
+        if self.unit_tier_failed:
+            verdict.run_failed = self.unit_tier_failed
         if STACK_FAILED in session.config.stash:
             verdict.run_failed = f"the stack failed to start: {session.config.stash[STACK_FAILED]}"
         directory = Path(self.settings.reports_dir)
@@ -281,13 +386,18 @@ class CertificationReport:
         lines.append(
             f"| all episodes | {measured:.1f} s | {floor:.1f} s | {measured / floor:.2f} |"
         )
-        started = self.stack_startup_s
-        if started:
+        apart = dict(self.stack_startup_s)
+        if self.unit_tier is not None:
+            apart["unit tier (beside the live suites)"] = self.unit_tier.duration_s
+        if apart:
             lines += [
                 "",
                 "Apart from the episodes: "
-                + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in started.items()),
+                + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in apart.items()),
             ]
+        if floor:
+            run = time.time() - self.started
+            lines += ["", f"The whole run: {run:.0f} s, {run / floor:.2f} times the floor."]
         return [*lines, ""]
 
     @property

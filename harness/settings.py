@@ -16,6 +16,7 @@ from harness.contract import TOPOLOGIES
 
 STACK_MODES = ("containers", "external")
 IMAGE_SETS = ("auto", "upstream", "offline")
+UNIT_TIER_MODES = ("background", "inline")
 # Production durations divided by 15: 15 s scrape -> 1 s, 5 m window -> 20 s, 12 m for: -> 48 s.
 DEFAULT_CONTAINER_SCALE = Fraction(1, 15)
 
@@ -97,6 +98,14 @@ OPTIONS = (
     ),
     Option("--reports-dir", "CRM_CERT_REPORTS_DIR", "where reports are written", "reports"),
     Option(
+        "--unit-tier",
+        "CRM_CERT_UNIT_TIER",
+        "how a certify run that has both runs the unit tier beside the live suites: "
+        "'background' (a second pytest at a lower CPU priority, its output in "
+        "<reports-dir>/unit-tier.log) or 'inline' (first, in this process)",
+        "background",
+    ),
+    Option(
         "--stack-dir",
         "CRM_CERT_STACK_DIR",
         "the deployable files to certify, laid out like this project's stack/ (compose.yaml, "
@@ -147,6 +156,7 @@ class HarnessSettings:
     certify: bool = False
     reports_dir: str = "reports"
     stack_dir: str | None = None
+    unit_tier: str = "background"
 
 
 def resolve(get_option: Any, environ: dict[str, str] | None = None) -> HarnessSettings:
@@ -176,6 +186,7 @@ def resolve(get_option: Any, environ: dict[str, str] | None = None) -> HarnessSe
     stack = _choice(raw, "stack", STACK_MODES)
     images = _choice(raw, "images", IMAGE_SETS)
     topology = _choice(raw, "topology", TOPOLOGIES)
+    unit_tier = _choice(raw, "unit_tier", UNIT_TIER_MODES)
     scale = _scale(raw.get("time_scale"), stack)
     external = None
     if stack == "external":
@@ -208,6 +219,7 @@ def resolve(get_option: Any, environ: dict[str, str] | None = None) -> HarnessSe
         certify=bool(take("certify")),
         reports_dir=take("reports_dir") or "reports",
         stack_dir=take("stack_dir") or None,
+        unit_tier=unit_tier,
     )
 
 

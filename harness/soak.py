@@ -74,8 +74,13 @@ def read_run(run: Run, reports: Path) -> None:
         }
 
 
-def soak(runs: int, hog_run: int, hog_max_s: float, out: Path, pytest_args: list[str]) -> list[Run]:
-    results = []
+def soak(
+    runs: int, hog_run: int, hog_max_s: float, reports_dir: Path, pytest_args: list[str]
+) -> list[Run]:
+    """The runs, one after another; soak.md and soak.json are rewritten after each, so a soak
+    cut short keeps what it measured."""
+    out = reports_dir / "soak"
+    results: list[Run] = []
     for number in range(1, runs + 1):
         run = Run(number, hog=number == hog_run)
         reports = out / f"run-{number}"
@@ -105,7 +110,14 @@ def soak(runs: int, hog_run: int, hog_max_s: float, out: Path, pytest_args: list
             flush=True,
         )
         results.append(run)
+        write(results, reports_dir)
     return results
+
+
+def write(results: list[Run], reports_dir: Path) -> None:
+    reports_dir.mkdir(parents=True, exist_ok=True)
+    (reports_dir / "soak.json").write_text(json.dumps([asdict(run) for run in results], indent=2))
+    (reports_dir / "soak.md").write_text(markdown(results))
 
 
 def markdown(results: list[Run]) -> str:
@@ -152,12 +164,7 @@ def main(argv: list[str]) -> int:
     hog_run = args.hog_run if args.hog_run is not None else args.runs
     if not 0 <= hog_run <= args.runs:
         parser.error(f"--hog-run={hog_run}: between 0 (none) and --runs")
-    results = soak(args.runs, hog_run, args.hog_max_s, args.reports_dir / "soak", pytest_args)
-    args.reports_dir.mkdir(parents=True, exist_ok=True)
-    (args.reports_dir / "soak.json").write_text(
-        json.dumps([asdict(run) for run in results], indent=2)
-    )
-    (args.reports_dir / "soak.md").write_text(markdown(results))
+    results = soak(args.runs, hog_run, args.hog_max_s, args.reports_dir, pytest_args)
     print(f"soak: {args.reports_dir / 'soak.md'}")
     return 0 if all(run.certified for run in results) else 1
 

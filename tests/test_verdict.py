@@ -8,7 +8,10 @@ small test files written here. No Docker.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from xml.etree import ElementTree
 
@@ -26,7 +29,7 @@ from harness.report import (
     out_of_scope,
 )
 from harness.settings import HarnessSettings
-from tests.tools import run_sample
+from tests.tools import REPO, run_sample
 
 pytestmark = pytest.mark.claim("harness.self_test")
 
@@ -233,3 +236,100 @@ def test_an_ha_run_proves_its_drills_names_its_topology_and_leaves_the_rest_out_
     assert "_(proved on: the ha topology)_" in markdown
     assert "proven by the single-topology run" in markdown
     assert process.returncode != pytest.ExitCode.USAGE_ERROR, process.stderr
+
+
+def certify_tiers(
+    tmp_path: Path, unit: str, live: str
+) -> tuple[subprocess.CompletedProcess[str], dict]:
+    """A certify run of a unit tier (tests/) and a live suite (acceptance/) written here."""
+    for directory, source in (("tests", unit), ("acceptance", live)):
+        (tmp_path / directory).mkdir()
+        (tmp_path / directory / f"test_{directory}.py").write_text(textwrap.dedent(source))
+    reports = tmp_path / "reports"
+    process = subprocess.run(
+        [
+            *(sys.executable, "-m", "pytest", "-p", "crm_events_cert", "-p", "no:cacheprovider"),
+            *("--rootdir", str(tmp_path), "--certify", f"--reports-dir={reports}", "-q"),
+            *(str(tmp_path / "tests"), str(tmp_path / "acceptance")),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("CRM_CERT_")},
+    )
+    evidence = reports / "evidence.json"
+    return process, json.loads(evidence.read_text()) if evidence.exists() else {}
+
+
+def test_the_unit_tier_runs_in_a_process_of_its_own_beside_the_live_suites(tmp_path: Path):
+    # The unit test waits for a file the live test writes: run one after the other, in either
+    # order, one of them cannot pass.
+    signal = tmp_path / "the-live-suite-is-running"
+    process, evidence = certify_tiers(
+        tmp_path,
+        f"""
+        import os, time
+        import pytest
+
+        @pytest.mark.claim("probe.health")
+        def test_beside_the_live_suite(evidence):
+            deadline = time.monotonic() + 60
+            while not os.path.exists({str(signal)!r}):
+                assert time.monotonic() < deadline, "the live suite never ran beside this test"
+                time.sleep(0.05)
+            evidence.record("pid", os.getpid())
+
+        @pytest.mark.claim("probe.health")
+        def test_failing_unit():
+            assert 1 == 2
+        """,
+        f"""
+        import os, pathlib, time
+        import pytest
+
+        @pytest.mark.claim("probe.status")
+        def test_live(evidence):
+            pathlib.Path({str(signal)!r}).touch()
+            evidence.record("pid", os.getpid())
+        """,
+    )
+    output = process.stdout + process.stderr
+    tests = {test["nodeid"]: test for test in evidence["tests"]}
+    beside = tests["tests/test_tests.py::test_beside_the_live_suite"]
+    live = tests["acceptance/test_acceptance.py::test_live"]
+    assert beside["outcome"] == "passed" and live["outcome"] == "passed", output
+    pids = {t["evidence"]["measurements"][0]["value"] for t in (beside, live)}
+    assert len(pids) == 2, f"one process ran both tiers: {pids}"
+    # A unit test the child failed fails the run, by name, with its detail.
+    assert tests["tests/test_tests.py::test_failing_unit"]["outcome"] == "failed"
+    assert "AssertionError" in tests["tests/test_tests.py::test_failing_unit"]["detail"]
+    assert "test failed: tests/test_tests.py::test_failing_unit" in evidence["reasons"]
+    assert process.returncode == pytest.ExitCode.TESTS_FAILED, output
+    assert "unit tier: 1 passed, 1 failed" in output
+    assert (tmp_path / "reports" / "junit-unit.xml").is_file()
+
+
+def test_a_unit_tier_that_ends_without_results_fails_the_run(tmp_path: Path) -> None:
+    process, evidence = certify_tiers(
+        tmp_path,
+        """
+        import os
+        import pytest
+
+        @pytest.mark.claim("probe.health")
+        def test_the_process_dies():
+            os._exit(3)
+        """,
+        """
+        import pytest
+
+        @pytest.mark.claim("probe.status")
+        def test_live():
+            pass
+        """,
+    )
+    assert process.returncode == pytest.ExitCode.TESTS_FAILED, process.stdout + process.stderr
+    assert evidence["verdict"] == "NOT CERTIFIED"
+    assert any("the unit tier's pytest exited 3 without results" in r for r in evidence["reasons"])
