@@ -8,9 +8,7 @@ small test files written here. No Docker.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 from xml.etree import ElementTree
@@ -29,7 +27,7 @@ from harness.report import (
     out_of_scope,
 )
 from harness.settings import HarnessSettings
-from tests.tools import REPO, run_sample
+from tests.tools import run_plugin, run_sample
 
 pytestmark = pytest.mark.claim("harness.self_test")
 
@@ -246,18 +244,10 @@ def certify_tiers(
         (tmp_path / directory).mkdir()
         (tmp_path / directory / f"test_{directory}.py").write_text(textwrap.dedent(source))
     reports = tmp_path / "reports"
-    process = subprocess.run(
-        [
-            *(sys.executable, "-m", "pytest", "-p", "crm_events_cert", "-p", "no:cacheprovider"),
-            *("--rootdir", str(tmp_path), "--certify", f"--reports-dir={reports}", "-q"),
-            *(str(tmp_path / "tests"), str(tmp_path / "acceptance")),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env={k: v for k, v in os.environ.items() if not k.startswith("CRM_CERT_")},
+    process = run_plugin(
+        tmp_path,
+        *("--certify", f"--reports-dir={reports}"),
+        *(str(tmp_path / "tests"), str(tmp_path / "acceptance")),
     )
     evidence = reports / "evidence.json"
     return process, json.loads(evidence.read_text()) if evidence.exists() else {}

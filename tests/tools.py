@@ -219,9 +219,17 @@ def run_sample(
     suite's own (CRM_CERT_*, as in external mode)."""
     sample = tmp_path / "test_sample.py"
     sample.write_text(textwrap.dedent(source))
+    return run_plugin(tmp_path, *options, str(sample), env=env)
+
+
+def run_plugin(
+    rootdir: Path, *arguments: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """pytest with this project's plugin, rooted at `rootdir`, with `arguments` and only the
+    harness settings `env` gives."""
     command = [sys.executable, "-m", "pytest", "-p", "crm_events_cert", "-p", "no:cacheprovider"]
     return subprocess.run(
-        [*command, "--rootdir", str(tmp_path), *options, "-q", str(sample)],
+        [*command, "--rootdir", str(rootdir), "-q", *arguments],
         cwd=REPO,
         capture_output=True,
         text=True,
