@@ -138,6 +138,7 @@ class CertificationReport:
         self.unit_tier: BackgroundUnitTier | None = None
         self.unit_tier_taken = False
         self.unit_tier_failed = ""
+        self.unit_tier_summary: list[str] = []
         # Image build and stack start-up times, set by the stack fixture.
         self.stack_startup_s: dict[str, float] = {}
         # The image set the stack ran on and why it was chosen (set when the stack starts).
@@ -229,16 +230,17 @@ class CertificationReport:
             if outcome["evidence"]:
                 result.evidence = Evidence.from_json(outcome["evidence"])
         counts = {o: sum(r["outcome"] == o for r in found.values()) for o in ("passed", "failed")}
-        console.print(
+        # Said at the end of the run: a test that asks for an outcome has its output captured.
+        self.unit_tier_summary = [
             f"unit tier: {counts['passed']} passed, {counts['failed']} failed, "
             f"{len(found) - sum(counts.values())} skipped in {self.unit_tier.duration_s:.0f} s "
             f"(output in {self.unit_tier.log})",
-            highlight=False,
-            soft_wrap=True,
-        )
-        for nodeid, outcome in found.items():
-            if outcome["outcome"] == "failed":
-                console.print(f"unit tier: FAILED {nodeid}: {outcome['detail']}", highlight=False)
+            *(
+                f"unit tier: FAILED {nodeid}: {outcome['detail']}"
+                for nodeid, outcome in found.items()
+                if outcome["outcome"] == "failed"
+            ),
+        ]
 
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):
@@ -352,6 +354,8 @@ class CertificationReport:
         (directory / "index.html").write_text(html_page(document, directory, verdict))
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter:
+            for line in self.unit_tier_summary:
+                reporter.write_line(line)
             reporter.write_line(
                 f"certification report: {directory / 'certification.md'} ({verdict.text})"
             )
