@@ -61,6 +61,21 @@ def service_down_deliveries(webhook) -> int:
     return len(webhook.delivered(SERVICE_DOWN))
 
 
+def notifications_described(webhook) -> str:
+    """Each notification the webhook received: when, from which peer (its external URL), and
+    each alert's status, fingerprint and start; what a miscount is read from."""
+    return "notifications: " + "; ".join(
+        f"{n['received_at']} from {n['payload'].get('externalURL')} "
+        f"group {n['payload'].get('groupKey')}: "
+        + ", ".join(
+            f"{a['labels'].get('alertname')} {a['status']} {a.get('fingerprint')} "
+            f"since {a.get('startsAt')}"
+            for a in n["payload"]["alerts"]
+        )
+        for n in webhook.notifications()
+    )
+
+
 def consumers_down_until_delivered(stack, episode, webhook) -> float:
     """With the consumers stopped (the caller's fault), wait until ServiceDown is delivered;
     return the episode time of the first delivery."""
@@ -104,6 +119,7 @@ def test_with_one_prometheus_replica_down_the_alert_is_delivered_once(
                 f"exactly one {SERVICE_DOWN} notification",
                 lambda: service_down_deliveries(webhook) == 1,
                 duration=count_for,
+                describe=lambda: notifications_described(webhook),
             )
             counted = episode.mark("counting done")
             notified = service_down_deliveries(webhook)
@@ -146,6 +162,7 @@ def test_with_one_alertmanager_peer_down_the_alert_is_delivered_once_and_silence
                 f"exactly one {SERVICE_DOWN} notification from the surviving peer",
                 lambda: service_down_deliveries(webhook) == 1,
                 duration=count_for,
+                describe=lambda: notifications_described(webhook),
             )
             episode.mark("counting done")
             notified = service_down_deliveries(webhook)

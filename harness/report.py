@@ -268,11 +268,12 @@ class CertificationReport:
 
     def outcome_of(self, nodeid: str) -> str:
         """This run's outcome of a test so far: passed, failed, skipped, or "not run" (not yet,
-        or not a test of this run). A unit test's waits for the unit tier to end."""
+        not a test of this run, or out of its scope). A unit test's waits for the unit tier."""
         if self.unit_tier is not None and nodeid in self.unit_tier.nodeids:
             self.take_the_unit_tier(interrupted=False)
         result = self.results.get(nodeid)
-        return result.outcome if result else "not run"
+        # Out of this run's scope, it was skipped here: this run has no outcome of it to share.
+        return result.outcome if result and not result.out_of_scope else "not run"
 
     def capture_dashboards(self) -> None:
         """Read the dashboard's data for the episodes that ended with this test, now: a later

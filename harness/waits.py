@@ -87,10 +87,12 @@ def hold_for(
     condition: Callable[[], T],
     duration: float,
     poll: float = 0.5,
+    describe: Callable[[], str] | None = None,
 ) -> list[T]:
     """Check that `condition` stays truthy for `duration` seconds; return every value observed.
 
-    The opposite of wait_until: it fails at the first observation that breaks the condition.
+    The opposite of wait_until: it fails at the first observation that breaks the condition,
+    saying what `describe` says then.
     """
     started = time.monotonic()
     seen: list[T] = []
@@ -100,8 +102,10 @@ def hold_for(
             seen.append(value)
             elapsed = time.monotonic() - started
             if not value:
+                detail = f"; {describe()}" if describe else ""
                 raise AssertionError(
-                    f"{what} stopped holding after {elapsed:.1f}s of {duration:.1f}s: {value!r}"
+                    f"{what} stopped holding after {elapsed:.1f}s of {duration:.1f}s: "
+                    f"{value!r}{detail}"
                 )
             if elapsed >= duration:
                 return seen
