@@ -14,6 +14,7 @@ stopped and restarted container keeps it.
 from __future__ import annotations
 
 import os
+import random
 import socket
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,11 +122,37 @@ def owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+# A published port is fixed when its container is defined (a replica restarted by a drill keeps
+# it) and bound by Docker later. Picked inside the kernel's ephemeral range, it can be taken in
+# between as the source port of any outgoing connection ("Bind for 127.0.0.1:33091 failed: port
+# is already allocated", seen once at an HA start-up); below that range no connection takes it,
+# and none is handed out twice.
+PUBLISHED_PORTS_FROM = 20_000
+_handed_out: set[int] = set()
+
+
+def ephemeral_ports_start() -> int:
+    """The first port of the kernel's range for outgoing connections (Linux; else IANA's)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 49_152
+
+
 def free_port() -> int:
-    """A port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port free on 127.0.0.1 now, below the ephemeral range, not handed out before."""
+    candidates = range(PUBLISHED_PORTS_FROM, max(ephemeral_ports_start(), PUBLISHED_PORTS_FROM + 1))
+    for port in random.sample(candidates, min(len(candidates), 200)):
+        if port in _handed_out:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    raise RuntimeError(f"no free port on 127.0.0.1 in {candidates}")
 
 
 @dataclass(frozen=True)

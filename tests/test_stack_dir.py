@@ -46,3 +46,11 @@ def test_a_directory_without_the_deployable_files_is_a_usage_error(tmp_path: Pat
     result = run(tmp_path, empty)
     assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stdout + result.stderr
     assert f"--stack-dir={empty}" in result.stderr, result.stderr
+
+
+def test_published_ports_are_below_the_ephemeral_range_and_never_handed_out_twice() -> None:
+    from harness.services import ephemeral_ports_start, free_port
+
+    ports = [free_port() for _ in range(100)]
+    assert len(set(ports)) == len(ports), "a port was handed out twice"
+    assert all(port < ephemeral_ports_start() for port in ports), ports
