@@ -119,7 +119,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.stash[SETTINGS].certify:
         from harness.report import CertificationReport
 
-        part = config.getoption(PART_OPTION.lstrip("-").replace("-", "_"))
+        part = config.getoption(PART_OPTION)
         config.pluginmanager.register(
             CertificationReport(config.stash[SETTINGS], EVIDENCE, Path(part) if part else None),
             "crm-cert-report",

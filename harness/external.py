@@ -17,7 +17,13 @@ import sys
 
 from harness.contract import CHECKLIST, TOPOLOGY_ENV
 from harness.images import ensure_images
-from harness.settings import HarnessSettings, HarnessSettingsError, add_options, resolve
+from harness.settings import (
+    ENTRY_SEPARATOR,
+    HarnessSettings,
+    HarnessSettingsError,
+    add_options,
+    resolve,
+)
 from harness.stack import ContainerStack
 from harness.testcontainers_setup import configure_testcontainers
 
@@ -75,7 +81,7 @@ def external_environment(stack: ContainerStack) -> dict[str, str]:
         "CRM_CERT_EXPORTER_URL": endpoints.exporter_url or "",
         "CRM_CERT_WEBHOOK_URL": endpoints.webhook_url or "",
         "CRM_CERT_TIME_SCALE": str(stack.scale),
-        "CRM_CERT_FAULT_COMMANDS": ";;".join(commands),
+        "CRM_CERT_FAULT_COMMANDS": ENTRY_SEPARATOR.join(commands),
     }
 
 

@@ -67,6 +67,24 @@ class TestResult:
     evidence: Evidence | None = None
     out_of_scope: str = ""  # why this run cannot prove it (out_of_scope()); empty: in scope
 
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "nodeid": self.nodeid,
+            "outcome": self.outcome,
+            "duration_s": round(self.duration_s, 1),
+            "claims": self.claims,
+            "out_of_scope": self.out_of_scope,
+            "detail": self.detail,
+            "evidence": self.evidence.to_json() if self.evidence else None,
+        }
+
+    def take(self, measured: dict[str, Any]) -> None:
+        """What another process measured of this test (its to_json): the unit tier's."""
+        self.outcome, self.duration_s = measured["outcome"], measured["duration_s"]
+        self.detail = measured["detail"]
+        if measured["evidence"]:
+            self.evidence = Evidence.from_json(measured["evidence"])
+
 
 @dataclass
 class ClaimResult:
@@ -222,13 +240,8 @@ class CertificationReport:
         except UnitTierFailed as error:
             self.unit_tier_failed = str(error)
             return
-        for nodeid, outcome in found.items():
-            result = self.results[nodeid]
-            result.outcome = outcome["outcome"]
-            result.duration_s = outcome["duration_s"]
-            result.detail = outcome["detail"]
-            if outcome["evidence"]:
-                result.evidence = Evidence.from_json(outcome["evidence"])
+        for nodeid, measured in found.items():
+            self.results[nodeid].take(measured)
         counts = {o: sum(r["outcome"] == o for r in found.values()) for o in ("passed", "failed")}
         # Said at the end of the run: a test that asks for an outcome has its output captured.
         self.unit_tier_summary = [
@@ -324,15 +337,7 @@ class CertificationReport:
         if self.part:
             write_results(
                 self.part,
-                {
-                    t.nodeid: {
-                        "outcome": t.outcome,
-                        "duration_s": t.duration_s,
-                        "detail": t.detail,
-                        "evidence": t.evidence.to_json() if t.evidence else None,
-                    }
-                    for t in self.results.values()
-                },
+                {t.nodeid: t.to_json() for t in self.results.values()},
                 time.time() - self.started,
             )
             return
@@ -456,18 +461,7 @@ class CertificationReport:
                 }
                 for c in claims
             ],
-            "tests": [
-                {
-                    "nodeid": t.nodeid,
-                    "outcome": t.outcome,
-                    "duration_s": round(t.duration_s, 1),
-                    "claims": t.claims,
-                    "out_of_scope": t.out_of_scope,
-                    "detail": t.detail,
-                    "evidence": t.evidence.to_json() if t.evidence else None,
-                }
-                for t in self.results.values()
-            ],
+            "tests": [t.to_json() for t in self.results.values()],
         }
 
     def proved_on(self, claim: ClaimResult) -> str:

@@ -13,6 +13,7 @@ stopped and restarted container keeps it.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 import socket
@@ -131,6 +132,7 @@ PUBLISHED_PORTS_FROM = 20_000
 _handed_out: set[int] = set()
 
 
+@functools.cache
 def ephemeral_ports_start() -> int:
     """The first port of the kernel's range for outgoing connections (Linux; else IANA's)."""
     try:

@@ -17,6 +17,8 @@ from harness.contract import TOPOLOGIES
 STACK_MODES = ("containers", "external")
 IMAGE_SETS = ("auto", "upstream", "offline")
 UNIT_TIER_MODES = ("background", "inline")
+# Between the entries of a repeatable option in its environment variable.
+ENTRY_SEPARATOR = ";;"
 # Production durations divided by 15: 15 s scrape -> 1 s, 5 m window -> 20 s, 12 m for: -> 48 s.
 DEFAULT_CONTAINER_SCALE = Fraction(1, 15)
 
@@ -173,7 +175,7 @@ def resolve(get_option: Any, environ: dict[str, str] | None = None) -> HarnessSe
             if option.is_flag:
                 parsed: Any = text.lower() in ("1", "true", "yes")
             elif option.repeatable:
-                parsed = [part.strip() for part in text.split(";;") if part.strip()]
+                parsed = [part.strip() for part in text.split(ENTRY_SEPARATOR) if part.strip()]
             else:
                 parsed = text
             raw[option.dest] = (parsed, option.env)
@@ -221,6 +223,23 @@ def resolve(get_option: Any, environ: dict[str, str] | None = None) -> HarnessSe
         stack_dir=take("stack_dir") or None,
         unit_tier=unit_tier,
     )
+
+
+def environment_of(get_option: Any, leave_out: frozenset[str] = frozenset()) -> dict[str, str]:
+    """The inverse of resolve: the options `get_option(dest)` gives (not their defaults), as the
+    variables that make another process resolve the same settings; `leave_out` names dests."""
+    environment = {}
+    for option in OPTIONS:
+        value = get_option(option.dest)
+        if option.dest in leave_out or value in (None, False, []):
+            continue
+        if option.is_flag:
+            environment[option.env] = "1"
+        elif option.repeatable:
+            environment[option.env] = ENTRY_SEPARATOR.join(value)
+        else:
+            environment[option.env] = str(value)
+    return environment
 
 
 def _choice(raw: dict[str, tuple[Any, str]], dest: str, allowed: tuple[str, ...]) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from harness.settings import OPTIONS
+from harness.settings import environment_of
 
 PART_OPTION = "--unit-part"
 NICENESS = 10
@@ -29,30 +29,14 @@ NICENESS = 10
 WAIT_S = 1800
 SELECTED = "nodeids.txt"
 RESULTS = "results.json"
-# Passed to the child as options of their own, not through the environment, which its own
+# The harness options given on the command line reach the child as their variables, except
+# these: passed as options of their own, not through the environment, which the child's own
 # children (the certificate-catches runs) would inherit.
 NOT_FORWARDED = frozenset({"certify", "reports_dir"})
 
 
 class UnitTierFailed(RuntimeError):
     """The child pytest ended without results (crashed, killed, or hung past WAIT_S)."""
-
-
-def forwarded_environment(config: pytest.Config) -> dict[str, str]:
-    """The harness options given on this run's command line, as the variables that make the
-    child resolve the same settings (harness/settings.py reads options, then the environment)."""
-    environment = {}
-    for option in OPTIONS:
-        value = config.getoption(option.dest)
-        if option.dest in NOT_FORWARDED or value in (None, False, []):
-            continue
-        if option.is_flag:
-            environment[option.env] = "1"
-        elif option.repeatable:
-            environment[option.env] = ";;".join(value)
-        else:
-            environment[option.env] = str(value)
-    return environment
 
 
 @dataclass
@@ -98,7 +82,7 @@ class BackgroundUnitTier:
             process = subprocess.Popen(
                 command,
                 cwd=config.invocation_params.dir,
-                env=os.environ | forwarded_environment(config),
+                env=os.environ | environment_of(config.getoption, NOT_FORWARDED),
                 stdin=subprocess.DEVNULL,
                 stdout=output,
                 stderr=subprocess.STDOUT,
