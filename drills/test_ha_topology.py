@@ -383,6 +383,13 @@ def test_the_partition_leaders_broker_killed_under_production_loses_nothing(
     evidence.record(f"new leader of partition {partition}", moved.extra.get("leader"))
     evidence.record("leader moved, URP seen, after the kill", round(moved.t - killed_at, 1), "s")
     evidence.record("most under-replicated partitions", max(urp(m) for m in episode.moments))
+    # What a broker loss costs the monitoring: kafka_exporter (the first replica) without the
+    # group's members. 13-26 s once, and the probe's window is 20 s (docs/design.md, section 11).
+    evidence.record(
+        "longest without the group in kafka_exporter, from the kill",
+        round(episode.longest_gap(lambda m: m.members is not None, killed_at, done), 1),
+        "s",
+    )
     evidence.record("in sync again after the restart", round(in_sync.t - started, 1), "s")
     evidence.record("events acknowledged", len(acked))
     evidence.record("events refused (not acknowledged)", len(producer.failed))

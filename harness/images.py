@@ -35,6 +35,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -46,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
 from harness import engines, paths
 
@@ -407,6 +409,20 @@ class _NullProgress:
 
     def log(self, text: str) -> None:
         print(text, file=sys.stderr)
+
+
+def patched_modules(manifest: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(module, version, directory) of each `module version => ../directory` in an ocb
+    manifest's `replaces`: the modules the offline exporter builds from patched copies."""
+    found = []
+    for entry in manifest.get("replaces", []):
+        match = re.fullmatch(r"(\S+) (v\S+) => \.\./([\w.-]+)", entry)
+        if match is None:
+            raise ValueError(
+                f"builder.yaml: replaces entry {entry!r} is not 'module version => ../dir'"
+            )
+        found.append((match[1], match[2], match[3]))
+    return found
 
 
 class Builder:
@@ -922,9 +938,11 @@ class Builder:
                 env={**self._go_env(), "GOBIN": str(tools)},
             )
             (tools / "builder").rename(builder)
-        # The collector binary is cached by the hash of its manifest and the Go version.
+        # The collector binary is cached by the hash of its manifest, its patch and the Go version.
         key = hashlib.sha256(
-            (context / "builder.yaml").read_bytes() + engines.go_version().encode()
+            (context / "builder.yaml").read_bytes()
+            + b"".join(patch.read_bytes() for patch in sorted(context.glob("*.patch")))
+            + engines.go_version().encode()
         ).hexdigest()[:HASH_LENGTH]
         binary = work / f"otelcol-kafka-{key}"
         if not binary.exists() or self.force:
@@ -933,6 +951,7 @@ class Builder:
                 shutil.rmtree(gobuild)
             gobuild.mkdir(parents=True)
             shutil.copy(context / "builder.yaml", gobuild / "builder.yaml")
+            self._patched_modules(context, gobuild)
             self._run(
                 "build the collector (ocb)",
                 [str(builder), "--config", "builder.yaml"],
@@ -943,6 +962,44 @@ class Builder:
             shutil.rmtree(gobuild)  # generated Go sources: never kept, never committed
         shutil.copy(binary, context / "otelcol-kafka")
         self._docker_build(tag, context, "base")
+
+    def _patched_modules(self, context: Path, gobuild: Path) -> None:
+        """Each module builder.yaml `replaces` (`module version => ../dir`), at that version,
+        copied to gobuild/dir and patched with dir.patch from the image's directory."""
+        manifest = yaml.safe_load((context / "builder.yaml").read_text())
+        for module, version, directory in patched_modules(manifest):
+            step = f"patch {directory}"
+            patch = self._require(
+                step, "patch", "install Debian's patch (scripts/ensure-build-tools.sh)"
+            )
+            with self._timed(f"go mod download {directory}"):
+                found = subprocess.run(
+                    ["go", "mod", "download", "-json", f"{module}@{version}"],
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, **self._go_env(), "GONOSUMDB": OTEL_CONTRIB},
+                )
+            if found.returncode != 0:
+                raise BuildStepError(
+                    "kafka-exporter", "go mod download", found.stdout + found.stderr
+                )
+            copy = gobuild / directory
+            shutil.copytree(json.loads(found.stdout)["Dir"], copy)
+            for path in [copy, *copy.rglob("*")]:  # the module cache is read-only
+                path.chmod(path.stat().st_mode | stat.S_IWUSR)
+            self._run(
+                step,
+                [
+                    patch,
+                    "-p1",
+                    "--batch",
+                    "--forward",
+                    "-d",
+                    str(copy),
+                    "-i",
+                    str(context / f"{directory}.patch"),
+                ],
+            )
 
     # -- prometheus, alertmanager ---------------------------------------------------------------
     def _build_prometheus(self, tag: str) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import math
 import threading
 import time
@@ -136,6 +137,13 @@ class Episode:
 
     def between(self, start: float, end: float) -> list[Moment]:
         return [m for m in self.moments if start <= m.t < end]
+
+    def longest_gap(self, condition: Callable[[Moment], bool], start: float, end: float) -> float:
+        """The longest time in [start, end) between two moments where `condition` held (or an
+        edge of the span): how long something went unseen, to the poll's resolution."""
+        held = [m.t for m in self.between(start, end) if condition(m)]
+        edges = [start, *held, end]
+        return max(later - earlier for earlier, later in itertools.pairwise(edges))
 
     def min_observations(self, duration: float) -> int:
         """How many moments a watch of `duration` must hold at least: one per evaluation of the

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The offline image build's own tools, when missing or too old: Go (Prometheus' module needs
-# 1.26.7 or newer) and Maven with a JDK (Kafka's jars). Idempotent; installing needs root on a
-# Debian host.
+# 1.26.7 or newer), Maven with a JDK (Kafka's jars) and patch (the exporter's receiver).
+# Idempotent; installing needs root on a Debian host.
 #
 # Go comes from the Go module proxy, which serves every release as the module
 # golang.org/toolchain: one zip, checked against the SHA-256 pinned here (the checksum database,
-# sum.golang.org, is not reachable from every machine that reaches the proxy). Maven and the JDK
-# are Debian's packages.
+# sum.golang.org, is not reachable from every machine that reaches the proxy). Maven, the JDK
+# and patch are Debian's packages.
 set -euo pipefail
 
 GO_MINIMUM=1.26.7
@@ -59,8 +59,9 @@ fi
 missing=()
 command -v mvn >/dev/null || missing+=(maven)
 command -v javac >/dev/null || missing+=(openjdk-17-jdk-headless)
+command -v patch >/dev/null || missing+=(patch)
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "ensure-build-tools: Maven and a JDK present"
+  echo "ensure-build-tools: Maven, a JDK and patch present"
   exit 0
 fi
 [ "$(id -u)" = 0 ] || { echo "ensure-build-tools: installing ${missing[*]} needs root" >&2; exit 1; }

@@ -9,13 +9,15 @@ import importlib.util
 import re
 import subprocess
 import sys
+from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
 from typing import ClassVar
 
 import pytest
+import yaml
 
-from harness import images
+from harness import images, services
 from harness.contract import load
 from tests.tools import EXPORTER_METRICS
 
@@ -441,6 +443,47 @@ def test_collector_manifest_pins_one_contrib_version() -> None:
     versions = set(re.findall(r"opentelemetry-collector-contrib/\S+ (v[\d.]+)", manifest))
     assert len(versions) == 1, versions
     assert images.OTELCOL_BUILDER.rsplit("@", 1)[1].startswith("v0.140.")
+
+
+@pytest.mark.parametrize("value", ["2s", "1500ms", "1m30s", "0.5s"])
+def test_exporter_takes_a_go_duration_as_its_network_timeout(
+    exporter: ModuleType, value: str
+) -> None:
+    exporter.check_network_timeout(value)
+    exporter.check_network_timeout(None)  # unset: sarama's default
+
+
+@pytest.mark.parametrize("value", ["", "2", "0s", "-1s", "2 s", "two seconds", "1d"])
+def test_exporter_refuses_a_network_timeout_go_would_not_use(
+    exporter: ModuleType, value: str
+) -> None:
+    with pytest.raises(exporter.UsageError, match=exporter.NETWORK_TIMEOUT_ENV):
+        exporter.check_network_timeout(value)
+
+
+def test_each_patched_module_has_its_patch_at_the_pinned_contrib_version() -> None:
+    manifest = yaml.safe_load((IMAGES / "kafka-exporter" / "builder.yaml").read_text())
+    patched = images.patched_modules(manifest)
+    assert {directory for _, _, directory in patched} == {
+        path.stem for path in (IMAGES / "kafka-exporter").glob("*.patch")
+    }
+    pinned = {entry["gomod"].split()[1] for entry in manifest["receivers"]}
+    for module, version, directory in patched:
+        assert module.startswith(images.OTEL_CONTRIB + "/"), module
+        assert {version} == pinned, (module, version)
+        patch = (IMAGES / "kafka-exporter" / f"{directory}.patch").read_text()
+        assert "\n--- a/" in patch and "\n+++ b/" in patch, f"{directory}.patch is not -p1"
+
+
+def test_a_replaces_entry_without_its_version_is_refused() -> None:
+    with pytest.raises(ValueError, match=re.escape("module version => ../dir")):
+        images.patched_modules({"replaces": ["example.com/m => ../m"]})
+
+
+def test_the_exporter_client_timeout_follows_the_run_clock() -> None:
+    env = services.exporter_env(services.Clock(Fraction(1, 15)))
+    assert env == {"KAFKA_EXPORTER_NETWORK_TIMEOUT": "2000ms"}
+    assert services.exporter_env(services.Clock(1)) == {"KAFKA_EXPORTER_NETWORK_TIMEOUT": "30000ms"}
 
 
 def fake_docker_cli(monkeypatch: pytest.MonkeyPatch, present: set[str]) -> list[list[str]]:
