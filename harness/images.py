@@ -966,12 +966,14 @@ class Builder:
     def _patched_modules(self, context: Path, gobuild: Path) -> None:
         """Each module builder.yaml `replaces` (`module version => ../dir`), at that version,
         copied to gobuild/dir and patched with dir.patch from the image's directory."""
+        assert self._current is not None
         manifest = yaml.safe_load((context / "builder.yaml").read_text())
-        for module, version, directory in patched_modules(manifest):
-            step = f"patch {directory}"
+        patched = patched_modules(manifest)
+        if patched:
             patch = self._require(
-                step, "patch", "install Debian's patch (scripts/ensure-build-tools.sh)"
+                "patch", "patch", "install Debian's patch (scripts/ensure-build-tools.sh)"
             )
+        for module, version, directory in patched:
             with self._timed(f"go mod download {directory}"):
                 found = subprocess.run(
                     ["go", "mod", "download", "-json", f"{module}@{version}"],
@@ -981,14 +983,14 @@ class Builder:
                 )
             if found.returncode != 0:
                 raise BuildStepError(
-                    "kafka-exporter", "go mod download", found.stdout + found.stderr
+                    self._current.name, "go mod download", found.stdout + found.stderr
                 )
             copy = gobuild / directory
             shutil.copytree(json.loads(found.stdout)["Dir"], copy)
             for path in [copy, *copy.rglob("*")]:  # the module cache is read-only
                 path.chmod(path.stat().st_mode | stat.S_IWUSR)
             self._run(
-                step,
+                f"patch {directory}",
                 [
                     patch,
                     "-p1",
