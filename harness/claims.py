@@ -275,6 +275,13 @@ CLAIMS = (
         "for: and CrmEventsServiceDown never does; all recover when the exporter is back",
     ),
     Claim(
+        "day_two.consumer_rejoin",
+        "Day-two operations",
+        "A consumer replica left out of its group while its process runs on (a stuck rejoin) "
+        "builds a new Kafka client once it has been out for its rejoin deadline, not before, "
+        "and is back in the group within a session timeout after that",
+    ),
+    Claim(
         "day_two.k8s_readiness",
         "Day-two operations",
         "On Kubernetes the consumers' readiness and liveness check the replica itself, so a "

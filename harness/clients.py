@@ -187,7 +187,8 @@ class WebhookClient:
 
 
 class ConsumerControl:
-    """Sets the processing delay of one consumer replica, and pauses or resumes it."""
+    """Sets the processing delay of one consumer replica, pauses or resumes it, makes it leave
+    its group; reads its own account of itself."""
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -198,6 +199,24 @@ class ConsumerControl:
 
     def set_paused(self, paused: bool) -> None:
         self._http.put("/control", json={"paused": paused}).raise_for_status()
+
+    def leave_group(self) -> None:
+        self._http.put("/control", json={"leave_group": True}).raise_for_status()
+
+    def rejoin_deadline_s(self) -> float:
+        response = self._http.get("/control")
+        response.raise_for_status()
+        return float(response.json()["rejoin_deadline_s"])
+
+    def in_group(self) -> bool:
+        response = self._http.get("/health")
+        response.raise_for_status()
+        return bool(response.json()["in_group"])
+
+    def client_rebuilds(self) -> float:
+        response = self._http.get("/metrics")
+        response.raise_for_status()
+        return parse_metrics(response.text).get("crm_events_consumer_client_rebuilds_total", 0.0)
 
 
 def exporter_metrics(url: str) -> dict[str, float]:

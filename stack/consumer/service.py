@@ -4,6 +4,11 @@ Drills can also pause consumption: the replica stays in the group (it keeps poll
 heartbeats and serves rebalances) but fetches nothing, as a consumer blocked on a downstream
 dependency does.
 
+A replica that stays out of its group for a whole rejoin deadline builds a new Kafka client.
+librdkafka rejoins on its own after a session timeout, but not always: after a broker loss a
+replica was seen polling, healthy by its own account, and out of its group for good (docs/design.md,
+section 12). A process restart cured it; a new client is the same cure without the restart.
+
 At-least-once: the offset of a message is committed only after it was processed, so a crash
 between the two replays the message instead of losing it. Every processed message is logged as
 one JSON line with its id, which is how the drills count deliveries.
@@ -17,6 +22,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import waitress
@@ -36,6 +42,12 @@ from probe.logs import configure_logging
 log = logging.getLogger("consumer")
 disable_created_metrics()
 
+SESSION_TIMEOUT_MS = 10_000
+# Three session timeouts out of the group: longer than a normal rejoin after an outage (the
+# session times out, the coordinator comes back, the join takes a few seconds), short enough to
+# be back before the group's readiness window notices one member missing for long.
+DEFAULT_REJOIN_DEADLINE_S = 3 * SESSION_TIMEOUT_MS / 1000
+
 
 @dataclass(frozen=True)
 class ConsumerSettings:
@@ -47,6 +59,7 @@ class ConsumerSettings:
     instance: str
     # PUT /control changes how the consumer behaves: drills only, never on by default.
     control_enabled: bool
+    rejoin_deadline_s: float = DEFAULT_REJOIN_DEADLINE_S
 
     @classmethod
     def from_env(cls) -> ConsumerSettings:
@@ -58,7 +71,58 @@ class ConsumerSettings:
             processing_delay_ms=int(os.environ.get("PROCESSING_DELAY_MS", "0")),
             instance=os.environ.get("INSTANCE", socket.gethostname()),
             control_enabled=os.environ.get("CONTROL_ENABLED", "false").lower() == "true",
+            rejoin_deadline_s=rejoin_deadline(os.environ.get("REJOIN_DEADLINE_S")),
         )
+
+
+def rejoin_deadline(value: str | None) -> float:
+    """REJOIN_DEADLINE_S, refused unless it is a number of seconds above one session timeout: a
+    shorter deadline would rebuild clients that are rejoining normally."""
+    if value is None or value == "":
+        return DEFAULT_REJOIN_DEADLINE_S
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = float("nan")
+    if not seconds > SESSION_TIMEOUT_MS / 1000:
+        raise ValueError(
+            f"REJOIN_DEADLINE_S={value!r}: give seconds above the session timeout "
+            f"({SESSION_TIMEOUT_MS / 1000:g} s), e.g. {DEFAULT_REJOIN_DEADLINE_S:g}"
+        )
+    return seconds
+
+
+class MembershipWatch:
+    """How long this replica has been out of its group, and whether that is past the deadline.
+
+    Out of the group means no member id: librdkafka clears it when the session times out and
+    when the replica leaves, and sets it when a join succeeds. A member that is assigned nothing
+    (more replicas than partitions) is in its group."""
+
+    def __init__(self, deadline_s: float, now: Callable[[], float] = time.monotonic) -> None:
+        self.deadline_s = deadline_s
+        self._now = now
+        self._out_since: float | None = now()  # a new client has not joined yet
+
+    @property
+    def in_group(self) -> bool:
+        return self._out_since is None
+
+    def out_for_s(self) -> float:
+        return 0.0 if self._out_since is None else self._now() - self._out_since
+
+    def overdue(self, member_id: str | None) -> bool:
+        """Record what the client reports; True once it has been out for the whole deadline."""
+        if member_id:
+            self._out_since = None
+            return False
+        if self._out_since is None:
+            self._out_since = self._now()
+        return self.out_for_s() >= self.deadline_s
+
+    def new_client(self) -> None:
+        """A new client starts out of the group, with a whole deadline to join."""
+        self._out_since = self._now()
 
 
 class ConsumerMetrics:
@@ -93,6 +157,11 @@ class ConsumerMetrics:
             "Partitions assigned to this consumer.",
             registry=self.registry,
         )
+        self.client_rebuilds = Counter(
+            "crm_events_consumer_client_rebuilds",
+            "Kafka clients rebuilt because the replica was out of its group past the deadline.",
+            registry=self.registry,
+        )
 
 
 class CrmEventsConsumer:
@@ -105,16 +174,25 @@ class CrmEventsConsumer:
         self.metrics.delay.set(self._delay_s)
         self.paused = False  # set from the control thread, applied by the consume loop
         self._paused_applied = False
-        self._kafka = Consumer(
+        self.leave_requested = False  # set from the control thread, applied by the consume loop
+        self.membership = MembershipWatch(settings.rejoin_deadline_s)
+        self._kafka = self._new_client()
+
+    def _new_client(self) -> Consumer:
+        return Consumer(
             {
-                "bootstrap.servers": settings.bootstrap_servers,
-                "group.id": settings.group,
+                "bootstrap.servers": self.settings.bootstrap_servers,
+                "group.id": self.settings.group,
                 "group.protocol": "classic",
-                "client.id": settings.instance,
+                "client.id": self.settings.instance,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
-                "session.timeout.ms": 10_000,
+                "session.timeout.ms": SESSION_TIMEOUT_MS,
                 "heartbeat.interval.ms": 1_000,
+                # librdkafka's default backoff grows to 10 s while a broker is down, so a consumer
+                # could sit out 10 s of a broker that is already back. 1 s keeps the catch-up
+                # short; against a dead broker it is one connection attempt a second.
+                "reconnect.backoff.max.ms": 1_000,
             }
         )
 
@@ -128,14 +206,20 @@ class CrmEventsConsumer:
         self.metrics.delay.set(self._delay_s)
         log.info("processing delay set", extra={"event": "delay", "delay_ms": value})
 
-    def run(self) -> None:
+    def _subscribe(self) -> None:
         self._kafka.subscribe(
             [self.settings.topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
+
+    def run(self) -> None:
+        self._subscribe()
         log.info("consuming", extra={"event": "start", "topic": self.settings.topic})
         self.consuming.set()
         try:
             while not self.stopping.is_set():
+                self._apply_leave()
+                if self.membership.overdue(self._kafka.memberid()):
+                    self._rebuild_client()
                 self._apply_pause()
                 message = self._kafka.poll(0.5)
                 if message is None:
@@ -158,6 +242,38 @@ class CrmEventsConsumer:
             # session timeout. Offsets are already committed message by message.
             self._kafka.close()
             log.info("left the group", extra={"event": "stop"})
+
+    def _apply_leave(self) -> None:
+        """Leave the group and stay out, the consume loop running on: a client whose rejoin is
+        stuck, made on purpose (drills only). The rejoin deadline is what brings it back."""
+        if not self.leave_requested:
+            return
+        self.leave_requested = False
+        self._kafka.unsubscribe()
+        log.info("left the group on request", extra={"event": "leave_group"})
+
+    def _rebuild_client(self) -> None:
+        out_for_s = self.membership.out_for_s()
+        log.warning(
+            "out of the group past the rejoin deadline: building a new client",
+            extra={
+                "event": "client_rebuilt",
+                "out_for_s": round(out_for_s, 3),
+                "deadline_s": self.membership.deadline_s,
+            },
+        )
+        old = self._kafka
+        # close() of a client whose group state is stuck may itself never return: give it one
+        # session timeout in a thread of its own, then go on without it.
+        closing = threading.Thread(target=old.close, daemon=True, name="close-stuck-client")
+        closing.start()
+        closing.join(SESSION_TIMEOUT_MS / 1000)
+        if closing.is_alive():
+            log.warning("the old client did not close", extra={"event": "close_timed_out"})
+        self._kafka = self._new_client()
+        self.membership.new_client()
+        self._subscribe()
+        self.metrics.client_rebuilds.inc()
 
     def _apply_pause(self) -> None:
         """Pause or resume the assigned partitions from the consume loop, which owns the
@@ -257,19 +373,26 @@ class CrmEventsConsumer:
         )
 
 
+CONTROL_FIELDS = {"processing_delay_ms", "paused", "leave_group"}
+
+
 def control_app(consumer: CrmEventsConsumer) -> Flask:
     """/metrics for Prometheus; /health for this replica's own liveness and readiness; /control
-    to read and (drills only) set the processing delay and pause consumption."""
+    to read and (drills only) set the processing delay, pause consumption and leave the group."""
     app = Flask("consumer")
 
     @app.get("/health")
     def health() -> tuple[Response, int]:
         # This replica, not the group: the group's health is the readiness probe's /ready, which
         # gates rollouts in a step of their own (docs/HEALTH_PROBE_INTEGRATION.md).
+        # in_group is information, not a verdict: the consume loop itself rebuilds a client
+        # that stays out of the group past its deadline.
         consuming = consumer.consuming.is_set() and not consumer.stopping.is_set()
-        return jsonify(consuming=consuming, instance=consumer.settings.instance), (
-            200 if consuming else 503
-        )
+        return jsonify(
+            consuming=consuming,
+            in_group=consumer.membership.in_group,
+            instance=consumer.settings.instance,
+        ), (200 if consuming else 503)
 
     @app.get("/metrics")
     def metrics() -> Response:
@@ -280,6 +403,7 @@ def control_app(consumer: CrmEventsConsumer) -> Flask:
         return jsonify(
             processing_delay_ms=consumer.delay_ms,
             paused=consumer.paused,
+            rejoin_deadline_s=consumer.membership.deadline_s,
             instance=consumer.settings.instance,
         )
 
@@ -288,9 +412,9 @@ def control_app(consumer: CrmEventsConsumer) -> Flask:
         if not consumer.settings.control_enabled:
             return jsonify(error="control is disabled (CONTROL_ENABLED=true enables it)"), 403
         body = request.get_json(silent=True)
-        if not isinstance(body, dict) or not body.keys() & {"processing_delay_ms", "paused"}:
-            return jsonify(error="send processing_delay_ms, paused or both"), 400
-        unknown = sorted(body.keys() - {"processing_delay_ms", "paused"})
+        if not isinstance(body, dict) or not body.keys() & CONTROL_FIELDS:
+            return jsonify(error="send processing_delay_ms, paused, leave_group or several"), 400
+        unknown = sorted(body.keys() - CONTROL_FIELDS)
         if unknown:
             return jsonify(error=f"unknown fields: {', '.join(unknown)}"), 400
         delay = body.get("processing_delay_ms", consumer.delay_ms)
@@ -300,17 +424,30 @@ def control_app(consumer: CrmEventsConsumer) -> Flask:
         paused = body.get("paused", consumer.paused)
         if not isinstance(paused, bool):
             return jsonify(error="paused must be true or false"), 400
+        leave = body.get("leave_group", False)
+        if leave is not True and "leave_group" in body:
+            return jsonify(error="leave_group can only be true"), 400
         if delay != consumer.delay_ms:
             consumer.delay_ms = delay
         consumer.paused = paused
-        return jsonify(processing_delay_ms=consumer.delay_ms, paused=consumer.paused), 200
+        if leave:
+            consumer.leave_requested = True
+        return jsonify(
+            processing_delay_ms=consumer.delay_ms,
+            paused=consumer.paused,
+            leave_group=bool(leave),
+        ), 200
 
     return app
 
 
 def main() -> int:
     configure_logging(os.environ.get("LOG_LEVEL", "INFO"))
-    settings = ConsumerSettings.from_env()
+    try:
+        settings = ConsumerSettings.from_env()
+    except ValueError as error:
+        log.error("bad setting", extra={"event": "bad_setting", "error": str(error)})
+        return 2
     consumer = CrmEventsConsumer(settings)
     signal.signal(signal.SIGTERM, lambda *_: consumer.stopping.set())
     signal.signal(signal.SIGINT, lambda *_: consumer.stopping.set())
