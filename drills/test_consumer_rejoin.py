@@ -70,9 +70,14 @@ def test_a_replica_out_of_its_group_builds_a_new_client_after_its_deadline(
             stack.start_services(service)
     rebuilds = replica.client_rebuilds() - rebuilds_before
     out_s = back.t - asked
-    evidence.record("rejoin deadline (s)", deadline)
-    evidence.record("out of the group, from the request (s)", round(out_s, 2))
-    evidence.record("clients rebuilt", rebuilds)
+    evidence.record("rejoin deadline", deadline, "s")
+    evidence.record(
+        "back in the group, from the request",
+        round(out_s, 2),
+        "s",
+        f"from {deadline:g} to {deadline + LOOP_S + JOIN_S:g} s",
+    )
+    evidence.record("clients rebuilt", rebuilds, against="exactly 1")
     assert rebuilds == 1, f"{rebuilds:g} clients rebuilt, expected exactly one"
     assert out_s >= deadline, f"back after {out_s:.1f}s, before its {deadline:g}s deadline"
     assert out_s <= deadline + LOOP_S + JOIN_S, (

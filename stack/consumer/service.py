@@ -189,10 +189,6 @@ class CrmEventsConsumer:
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": SESSION_TIMEOUT_MS,
                 "heartbeat.interval.ms": 1_000,
-                # librdkafka's default backoff grows to 10 s while a broker is down, so a consumer
-                # could sit out 10 s of a broker that is already back. 1 s keeps the catch-up
-                # short; against a dead broker it is one connection attempt a second.
-                "reconnect.backoff.max.ms": 1_000,
             }
         )
 
