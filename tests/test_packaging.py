@@ -25,12 +25,18 @@ def _checkout_packages() -> set[str]:
     """Every directory of the checkout with an __init__.py, named as it installs."""
     renames = {directory: package for package, directory in SETUPTOOLS["package-dir"].items()}
     found = set()
-    for init in PROJECT.glob("*/**/__init__.py"):
-        parts = init.parent.relative_to(PROJECT).parts
-        if parts[0] in ("tests", "build", "benchmarks") or parts[0].startswith("."):
-            continue  # the unit tier, build output and benchmarks stay in the checkout
-        top = renames.get(parts[0], parts[0])
-        found.add(".".join((top, *parts[1:])))
+    for top_dir in PROJECT.iterdir():
+        # The unit tier, build output and benchmarks stay in the checkout. They are left out
+        # before the walk: .build holds image root filesystems, built (with a /proc whose
+        # entries come and go) while the unit tier runs beside the image build.
+        if top_dir.name in ("tests", "build", "benchmarks") or top_dir.name.startswith("."):
+            continue
+        if not top_dir.is_dir():
+            continue
+        for init in top_dir.glob("**/__init__.py"):
+            parts = init.parent.relative_to(PROJECT).parts
+            top = renames.get(parts[0], parts[0])
+            found.add(".".join((top, *parts[1:])))
     return found
 
 
