@@ -12,7 +12,7 @@ import uuid
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from harness.clients import AlertmanagerApi, PrometheusApi, exporter_metrics
+from harness.clients import AlertmanagerApi, PrometheusApi, scrape_metrics
 from harness.contract import CHECKLIST, environment, seconds
 from harness.load import SteadyProducer, wait_until_consumed
 from harness.steady import wait_for_steady_state
@@ -107,7 +107,7 @@ def no_earlier_alert_in_flight(stack) -> None:
     timeout = stack.seconds(route.group_wait_s + route.group_interval_s) + 2 * peer_timeout_s(stack)
 
     def groups() -> dict[str, float]:
-        return {peer: exporter_metrics(stack.url(peer))[AGGREGATION_GROUPS] for peer in peers}
+        return {peer: scrape_metrics(stack.url(peer))[AGGREGATION_GROUPS] for peer in peers}
 
     wait_until(
         "no Alertmanager peer holding an aggregation group (no earlier notification in flight)",

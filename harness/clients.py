@@ -214,12 +214,11 @@ class ConsumerControl:
         return bool(response.json()["in_group"])
 
     def client_rebuilds(self) -> float:
-        response = self._http.get("/metrics")
-        response.raise_for_status()
-        return parse_metrics(response.text).get("crm_events_consumer_client_rebuilds_total", 0.0)
+        return scrape_metrics(self.url).get("crm_events_consumer_client_rebuilds_total", 0.0)
 
 
-def exporter_metrics(url: str) -> dict[str, float]:
+def scrape_metrics(url: str) -> dict[str, float]:
+    """Every sample of a component's /metrics (an exporter, an Alertmanager, a consumer)."""
     response = httpx.get(f"{url}/metrics", timeout=HTTP_TIMEOUT_S)
     response.raise_for_status()
     return parse_metrics(response.text)

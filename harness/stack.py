@@ -34,7 +34,7 @@ from harness.clients import (
     ProbeClient,
     PrometheusApi,
     ensure_topic,
-    exporter_metrics,
+    scrape_metrics,
 )
 from harness.contract import CHECKLIST, Clock, Contract
 from harness.contract import load as load_contract
@@ -128,7 +128,7 @@ class Stack:
         """Members of the group now: from kafka_exporter itself when reachable (no scrape
         delay), else as Prometheus last scraped it."""
         if self.endpoints.exporter_url:
-            return exporter_metrics(self.endpoints.exporter_url).get(self.members_series())
+            return scrape_metrics(self.endpoints.exporter_url).get(self.members_series())
         return PrometheusApi(self.endpoints.prometheus_url).value(self.members_series())
 
     def stop(self) -> None:
