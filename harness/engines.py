@@ -18,6 +18,8 @@ Alertmanager embeds ``ui/app/dist``, which the zip lacks: the build adds a one-p
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -26,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -119,14 +121,37 @@ def binaries_dir(release: Release) -> Path:
     return TOOLS_DIR / f"{release.name}-{release.version}-{go}{release.tags_suffix}"
 
 
-def ensure(release: Release, run: Runner | None = None) -> Path:
-    """The directory holding the release's binaries, built first when any is missing."""
+def built(release: Release) -> bool:
     target = binaries_dir(release)
-    if all((target / command).exists() for command in release.commands):
+    return all((target / command).exists() for command in release.commands)
+
+
+@contextlib.contextmanager
+def _building(release: Release) -> Iterator[None]:
+    """One build of a release at a time, across processes: a certify run builds the engines
+    beside its images while its unit tier, in a process of its own, may ask for promtool."""
+    TOOLS_DIR.mkdir(parents=True, exist_ok=True)
+    with (TOOLS_DIR / f".{release.name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield
+
+
+def ensure(release: Release, run: Runner | None = None) -> Path:
+    """The directory holding the release's binaries, built first when any is missing (waiting
+    for a build of it already under way, in any process)."""
+    target = binaries_dir(release)
+    if built(release):
         return target
+    with _building(release):
+        if built(release):  # built while this one waited
+            return target
+        return _build(release, target, run)
+
+
+def _build(release: Release, target: Path, run: Runner | None) -> Path:
     if shutil.which("go") is None:
         raise EngineBuildError(f"{release.name} {release.version}: needs Go on PATH (see .ci/run)")
-    run = run or _LoggedRunner(TOOLS_DIR / "logs" / f"{release.name}.log")
+    run = run or LoggedRunner(TOOLS_DIR / "logs" / f"{release.name}.log")
     run("go mod download", ["go", "mod", "download", "-json", release.pin], env=GO_ENV)
     source = _module_dir(release)
     work = TOOLS_DIR / "src" / f"{release.name}-{release.version}"
@@ -209,11 +234,12 @@ def run_to_log(
     return process.wait(), list(tail)
 
 
-class _LoggedRunner:
+class LoggedRunner:
     """Runs a build step with its output in a log file; fails with the tail of that output."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, say: Callable[[str], None] | None = None) -> None:
         self.log = log
+        self.say = say or (lambda text: print(f"engines: {text}", file=sys.stderr, flush=True))
 
     def __call__(
         self,
@@ -224,7 +250,7 @@ class _LoggedRunner:
         env: dict[str, str] | None = None,
     ) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        print(f"engines: {step} ...", file=sys.stderr, flush=True)
+        self.say(f"{step} ...")
         started = time.monotonic()
         with self.log.open("a") as out:
             code, tail = run_to_log(command, out, cwd=cwd, env=env)
@@ -232,7 +258,7 @@ class _LoggedRunner:
             raise EngineBuildError(
                 f"step '{step}' failed (exit {code}; full log: {self.log}):\n" + "\n".join(tail)
             )
-        print(f"engines: {step} done in {time.monotonic() - started:.0f}s", file=sys.stderr)
+        self.say(f"{step} done in {time.monotonic() - started:.0f}s")
 
 
 def debian_tool(command: str) -> Path | None:

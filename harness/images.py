@@ -42,6 +42,7 @@ import time
 import tomllib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -440,6 +441,8 @@ class Builder:
         self._docker: Any = None
         self._progress: Any = _NullProgress()
         self._current: Result | None = None
+        # Engines compiled beside the images that come before theirs (by release name).
+        self._engines_ahead: dict[str, Future[Path]] = {}
 
     # -- docker ---------------------------------------------------------------------------------
     @property
@@ -563,7 +566,8 @@ class Builder:
         results: list[Result] = []
         # The archive holds the offline set: an upstream build (app-python) never reads it.
         self.load_cached([name for name in plan if name in OFFLINE])
-        with self._progress_display():
+        with self._progress_display(), ThreadPoolExecutor(1, "engines") as compiler:
+            self._compile_engines_ahead(plan, compiler)
             for name in plan:
                 failed_parent = next(
                     (r for r in results if r.name == SPECS[name].parent and r.status == "failed"),
@@ -573,9 +577,29 @@ class Builder:
                     results.append(Result(name, self.tags[name], "skipped"))
                     continue
                 results.append(self._build_one(name))
+            compiler.shutdown(cancel_futures=True)  # after a failure: nothing more to start
         if not any(r.status == "failed" for r in results):
             self.save_cached()
         return results
+
+    def _compile_engines_ahead(self, plan: Sequence[str], compiler: ThreadPoolExecutor) -> None:
+        """Start compiling the engines that missing images need, one after the other, beside the
+        images before them: a compile is CPU, and the base, Kafka and the exporter's modules are
+        mostly downloads. The images wait for them in _engine_binaries."""
+        for name in plan:
+            release = engines.RELEASES.get(name)
+            if release is None or engines.built(release):
+                continue
+            if self._image(self.tags[name]) is not None and not self.force:
+                continue
+            log = self.logs / f"{name}-engine.log"
+            log.write_text(f"# build of {release.pin}, beside the images\n")
+            self._progress.log(
+                f"engines: {release.name} {release.version} compiling beside the "
+                f"images (log: {log})"
+            )
+            runner = engines.LoggedRunner(log, say=lambda text: None)
+            self._engines_ahead[name] = compiler.submit(engines.ensure, release, runner)
 
     # -- progress -------------------------------------------------------------------------------
     class _RichProgress:
@@ -1022,6 +1046,10 @@ class Builder:
         needed only when they are not built yet)."""
         assert self._current is not None
         try:
+            ahead = self._engines_ahead.get(release.name)
+            if ahead is not None:
+                with self._timed("go build (beside the images)"):
+                    return ahead.result()
             return engines.ensure(release, run=self._run)
         except engines.EngineBuildError as error:
             raise BuildStepError(self._current.name, "go build", str(error)) from None

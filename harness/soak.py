@@ -4,7 +4,8 @@
 certify command N times in a row, each with its own reports directory under reports/soak/, and
 writes reports/soak.md and reports/soak.json: every failure with its test, its claims and its
 message (which carries the measured value against its bound), each run's time, and each run's
-slowest episode against its floor. One run (the last, unless --hog-run says otherwise) has a CPU
+slowest episode against its floor, and the run (its image build and start-up apart) against
+the sum of the floors. One run (the last, unless --hog-run says otherwise) has a CPU
 hog beside it on one core: a busy loop started and stopped by this session, which also ends by
 itself after --hog-max-s seconds whatever happens here.
 
@@ -36,6 +37,8 @@ class Run:
     verdict: str = "no report"
     failures: list[dict[str, Any]] = field(default_factory=list)
     slowest_episode: dict[str, Any] = field(default_factory=dict)
+    # The run without its image build and start-up, over the sum of the episodes' floors.
+    run_ratio: float | None = None
 
     @property
     def certified(self) -> bool:
@@ -57,6 +60,7 @@ def read_run(run: Run, reports: Path) -> None:
         return
     evidence = json.loads(evidence_path.read_text())
     run.verdict = evidence.get("verdict", "no verdict")
+    run.run_ratio = evidence.get("run_against_floor", {}).get("ratio")
     run.failures = [
         {"test": test["nodeid"], "claims": test["claims"], "detail": test["detail"]}
         for test in evidence.get("tests", [])
@@ -128,8 +132,9 @@ def markdown(results: list[Run]) -> str:
         f"{len(results)} runs, {sum(r.certified for r in results)} CERTIFIED, "
         f"{len(failures)} failure(s).",
         "",
-        "| run | CPU hog | verdict | exit | wall time | slowest episode (measured / floor) |",
-        "|---:|---|---|---:|---:|---|",
+        "| run | CPU hog | verdict | exit | wall time | run / floor "
+        "| slowest episode (measured / floor) |",
+        "|---:|---|---|---:|---:|---:|---|",
     ]
     for run in results:
         slow = run.slowest_episode
@@ -140,7 +145,7 @@ def markdown(results: list[Run]) -> str:
         )
         lines.append(
             f"| {run.number} | {'yes' if run.hog else 'no'} | {run.verdict} | {run.exit_code} "
-            f"| {run.wall_s:.0f} s | {slowest} |"
+            f"| {run.wall_s:.0f} s | {run.run_ratio or '-'} | {slowest} |"
         )
     if failures:
         lines += ["", "## Failures", ""]

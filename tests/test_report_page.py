@@ -18,7 +18,7 @@ from werkzeug import Request, Response
 
 from harness import page_check, replay
 from harness.contract import CHECKLIST
-from harness.report import write_dashboards
+from harness.pictures import draw_dashboard
 from tests.test_verdict import certify
 
 pytestmark = pytest.mark.claim("harness.self_test")
@@ -88,9 +88,8 @@ def test_the_replay_reads_each_panel_over_the_episode_scaled(
     # The dashboard's [5m] is 20s on a 1/15 stack, as in the rendered rules.
     assert any("[20s]" in q["query"][0] for q in queries)
     assert not any("[5m]" in q["query"][0] for q in queries)
-    written = write_dashboards({"an episode": captured}, tmp_path)
-    assert written == {"an episode": "dashboard-an-episode.png"}
-    assert page_check.ink_share(tmp_path / written["an episode"]) > 0.2
+    assert draw_dashboard("an episode", captured, tmp_path) == "dashboard-an-episode.png"
+    assert page_check.ink_share(tmp_path / "dashboard-an-episode.png") > 0.2
 
 
 def test_a_short_episode_is_replayed_with_its_lead_in(httpserver: HTTPServer) -> None:
@@ -105,5 +104,5 @@ def test_prometheus_unreachable_is_said_on_the_page(tmp_path: Path) -> None:
     captured = replay.capture("http://127.0.0.1:9", 1000.0, 1100.0, Fraction(1, 15))
     answers = [a for panel in captured["panels"].values() for a in panel]
     assert answers and all("error" in a for a in answers)
-    written = write_dashboards({"an episode": captured}, tmp_path)
-    assert (tmp_path / written["an episode"]).is_file()  # drawn, every panel saying so
+    written = draw_dashboard("an episode", captured, tmp_path)
+    assert (tmp_path / written).is_file()  # drawn, every panel saying so

@@ -32,6 +32,7 @@ def test_a_run_reads_its_failures_and_its_slowest_episode(tmp_path: Path) -> Non
                     "slow": {"measured_s": 30.0, "floor_s": 20.0},
                     "no floor": {"measured_s": 5.0, "floor_s": 0.0},
                 },
+                "run_against_floor": {"run_s": 80.0, "apart_s": 20, "floor_s": 30, "ratio": 2.0},
             }
         )
     )
@@ -47,7 +48,9 @@ def test_a_run_reads_its_failures_and_its_slowest_episode(tmp_path: Path) -> Non
         "floor_s": 20.0,
         "ratio": 1.5,
     }
+    assert run.run_ratio == 2.0
     summary = markdown([run, Run(2, hog=False, verdict="CERTIFIED", exit_code=0)])
+    assert "| 1 | yes | NOT CERTIFIED | -1 | 0 s | 2.0 | slow: 30.0 s / 20.0 s = 1.5 |" in summary
     assert "2 runs, 1 CERTIFIED, 1 failure(s)." in summary
     assert "run 1: `a::late` (skew.flip): flip 31.0s, [17, 26]" in summary
 
