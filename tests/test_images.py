@@ -625,3 +625,27 @@ def test_an_engine_that_failed_beside_the_images_fails_its_image(
         builder._engine_binaries(images.engines.PROMETHEUS)
     assert (failed.value.image, failed.value.step) == ("prometheus", "go build")
     assert "go build prometheus promtool" in failed.value.tail
+
+
+def test_no_other_go_build_starts_while_the_engines_compile(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(images, "BUILD_DIR", tmp_path)
+    builder = images.Builder()
+    builder.logs = tmp_path
+    monkeypatch.setattr(builder, "_image", lambda tag: None)
+    monkeypatch.setattr(images.engines, "built", lambda release: False)
+    compiled = threading.Event()
+    monkeypatch.setattr(
+        images.engines, "ensure", lambda release, run=None: compiled.wait(10) and tmp_path
+    )
+    builder._current = images.Result("toxiproxy", builder.tags["toxiproxy"], "failed")
+    with ThreadPoolExecutor(1, "engines") as compiler, ThreadPoolExecutor(1) as images_lane:
+        builder._compile_engines_ahead(["prometheus"], compiler)
+        waiting = images_lane.submit(builder._after_the_engines_compile)
+        assert not waiting.done() and not compiled.is_set()
+        with pytest.raises(TimeoutError):
+            waiting.result(timeout=0.3)  # still waiting: the engine has not compiled yet
+        compiled.set()
+        waiting.result(timeout=10)
+    assert "wait for the engines' compile" in builder._current.steps
