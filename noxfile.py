@@ -99,8 +99,7 @@ def certify_topology(session: nox.Session, chosen: str) -> None:
     """Certify one topology; its report goes to reports/ (single) or reports/<topology>/, so the
     two runs of a release keep both verdicts."""
     install(session, "test")
-    # No build_engines here: the run compiles the engines beside its image build (harness/
-    # images.py), and its unit tier waits for that compile when it needs promtool or amtool.
+    build_engines(session)
     reports = REPORTS if chosen == "single" else f"{REPORTS}/{chosen}"
     certification(
         session,

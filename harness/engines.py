@@ -128,8 +128,8 @@ def built(release: Release) -> bool:
 
 @contextlib.contextmanager
 def _building(release: Release) -> Iterator[None]:
-    """One build of a release at a time, across processes: a certify run builds the engines
-    beside its images while its unit tier, in a process of its own, may ask for promtool."""
+    """One build of a release at a time, across processes: a certify run's image build and its
+    unit tier (a process of its own) may both need an engine that is not built yet."""
     TOOLS_DIR.mkdir(parents=True, exist_ok=True)
     with (TOOLS_DIR / f".{release.name}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
@@ -151,7 +151,7 @@ def ensure(release: Release, run: Runner | None = None) -> Path:
 def _build(release: Release, target: Path, run: Runner | None) -> Path:
     if shutil.which("go") is None:
         raise EngineBuildError(f"{release.name} {release.version}: needs Go on PATH (see .ci/run)")
-    run = run or LoggedRunner(TOOLS_DIR / "logs" / f"{release.name}.log")
+    run = run or _LoggedRunner(TOOLS_DIR / "logs" / f"{release.name}.log")
     run("go mod download", ["go", "mod", "download", "-json", release.pin], env=GO_ENV)
     source = _module_dir(release)
     work = TOOLS_DIR / "src" / f"{release.name}-{release.version}"
@@ -234,12 +234,11 @@ def run_to_log(
     return process.wait(), list(tail)
 
 
-class LoggedRunner:
+class _LoggedRunner:
     """Runs a build step with its output in a log file; fails with the tail of that output."""
 
-    def __init__(self, log: Path, say: Callable[[str], None] | None = None) -> None:
+    def __init__(self, log: Path) -> None:
         self.log = log
-        self.say = say or (lambda text: print(f"engines: {text}", file=sys.stderr, flush=True))
 
     def __call__(
         self,
@@ -250,7 +249,7 @@ class LoggedRunner:
         env: dict[str, str] | None = None,
     ) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
-        self.say(f"{step} ...")
+        print(f"engines: {step} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
         with self.log.open("a") as out:
             code, tail = run_to_log(command, out, cwd=cwd, env=env)
@@ -258,7 +257,7 @@ class LoggedRunner:
             raise EngineBuildError(
                 f"step '{step}' failed (exit {code}; full log: {self.log}):\n" + "\n".join(tail)
             )
-        self.say(f"{step} done in {time.monotonic() - started:.0f}s")
+        print(f"engines: {step} done in {time.monotonic() - started:.0f}s", file=sys.stderr)
 
 
 def debian_tool(command: str) -> Path | None:

@@ -42,8 +42,6 @@ import time
 import tomllib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent import futures
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -442,8 +440,6 @@ class Builder:
         self._docker: Any = None
         self._progress: Any = _NullProgress()
         self._current: Result | None = None
-        # Engines compiled beside the images that come before theirs (by release name).
-        self._engines_ahead: dict[str, Future[Path]] = {}
 
     # -- docker ---------------------------------------------------------------------------------
     @property
@@ -567,8 +563,7 @@ class Builder:
         results: list[Result] = []
         # The archive holds the offline set: an upstream build (app-python) never reads it.
         self.load_cached([name for name in plan if name in OFFLINE])
-        with self._progress_display(), ThreadPoolExecutor(1, "engines") as compiler:
-            self._compile_engines_ahead(plan, compiler)
+        with self._progress_display():
             for name in plan:
                 failed_parent = next(
                     (r for r in results if r.name == SPECS[name].parent and r.status == "failed"),
@@ -578,40 +573,9 @@ class Builder:
                     results.append(Result(name, self.tags[name], "skipped"))
                     continue
                 results.append(self._build_one(name))
-            compiler.shutdown(cancel_futures=True)  # after a failure: nothing more to start
         if not any(r.status == "failed" for r in results):
             self.save_cached()
         return results
-
-    def _compile_engines_ahead(self, plan: Sequence[str], compiler: ThreadPoolExecutor) -> None:
-        """Start compiling the engines that missing images need, one after the other, beside the
-        images before them: a compile is CPU, and the base, Kafka and the exporter's modules are
-        mostly downloads. Their images wait for them in _engine_binaries, and the other Go builds
-        in _after_the_engines_compile."""
-        for name in plan:
-            release = engines.RELEASES.get(name)
-            if release is None or engines.built(release):
-                continue
-            if self._image(self.tags[name]) is not None and not self.force:
-                continue
-            log = self.logs / f"{name}-engine.log"
-            log.write_text(f"# build of {release.pin}, beside the images\n")
-            self._progress.log(
-                f"engines: {release.name} {release.version} compiling beside the "
-                f"images (log: {log})"
-            )
-            runner = engines.LoggedRunner(log, say=lambda text: None)
-            self._engines_ahead[name] = compiler.submit(engines.ensure, release, runner)
-
-    def _after_the_engines_compile(self) -> None:
-        """Wait for the engines compiling beside the images before another Go build starts. Two
-        Go builds at once compile their shared packages (gRPC, protobuf, OpenTelemetry, x/net)
-        twice, the cache holding each only once a build of it ends: on a bare machine the
-        collector beside Prometheus made the build 748 s instead of 664 s one after the other."""
-        compiling = [future for future in self._engines_ahead.values() if not future.done()]
-        if compiling:
-            with self._timed("wait for the engines' compile"):
-                futures.wait(compiling)
 
     # -- progress -------------------------------------------------------------------------------
     class _RichProgress:
@@ -962,7 +926,6 @@ class Builder:
     def _build_kafka_exporter(self, tag: str) -> None:
         step = "go install builder"
         self._require(step, "go", "install Go (see .ci/run)")
-        self._after_the_engines_compile()
         context = self._context()
         work = BUILD_DIR / "kafka-exporter"
         tools = work / "bin"
@@ -1059,10 +1022,6 @@ class Builder:
         needed only when they are not built yet)."""
         assert self._current is not None
         try:
-            ahead = self._engines_ahead.get(release.name)
-            if ahead is not None:
-                with self._timed("go build (beside the images)"):
-                    return ahead.result()
             return engines.ensure(release, run=self._run)
         except engines.EngineBuildError as error:
             raise BuildStepError(self._current.name, "go build", str(error)) from None
@@ -1071,7 +1030,6 @@ class Builder:
     def _build_toxiproxy(self, tag: str) -> None:
         step = "go install toxiproxy"
         self._require(step, "go", "install Go (see .ci/run)")
-        self._after_the_engines_compile()
         context = self._context()
         work = BUILD_DIR / "toxiproxy"
         key = f"{TOXIPROXY_VERSION}-{engines.go_version()}"

@@ -9,8 +9,6 @@ import importlib.util
 import re
 import subprocess
 import sys
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from pathlib import Path
 from types import ModuleType
@@ -580,72 +578,3 @@ def test_an_upstream_build_never_loads_the_offline_archive(
     )
     assert [r.name for r in builder.build(["app-python"])] == ["app-python"]
     assert calls == []
-
-
-def test_the_engines_compile_beside_the_images_for_the_missing_engine_images_only(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setattr(images, "BUILD_DIR", tmp_path)
-    builder = images.Builder()
-    builder.logs = tmp_path
-    present = {builder.tags["alertmanager"]}  # its image is there: its engine is not needed
-    monkeypatch.setattr(builder, "_image", lambda tag: object() if tag in present else None)
-    monkeypatch.setattr(images.engines, "built", lambda release: False)
-    compiled: list[tuple[str, str]] = []
-
-    def ensure(release: images.engines.Release, run: object = None) -> Path:
-        compiled.append((release.name, threading.current_thread().name))
-        return tmp_path / release.name
-
-    monkeypatch.setattr(images.engines, "ensure", ensure)
-    with ThreadPoolExecutor(1, "engines") as compiler:
-        builder._compile_engines_ahead(["base", "prometheus", "alertmanager"], compiler)
-    builder._current = images.Result("prometheus", builder.tags["prometheus"], "failed")
-    assert builder._engine_binaries(images.engines.PROMETHEUS) == tmp_path / "prometheus"
-    assert compiled == [("prometheus", "engines_0")]
-
-
-def test_an_engine_that_failed_beside_the_images_fails_its_image(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setattr(images, "BUILD_DIR", tmp_path)
-    builder = images.Builder()
-    builder.logs = tmp_path
-    monkeypatch.setattr(builder, "_image", lambda tag: None)
-    monkeypatch.setattr(images.engines, "built", lambda release: False)
-
-    def ensure(release: images.engines.Release, run: object = None) -> Path:
-        raise images.engines.EngineBuildError("step 'go build prometheus promtool' failed")
-
-    monkeypatch.setattr(images.engines, "ensure", ensure)
-    with ThreadPoolExecutor(1, "engines") as compiler:
-        builder._compile_engines_ahead(["prometheus"], compiler)
-    builder._current = images.Result("prometheus", builder.tags["prometheus"], "failed")
-    with pytest.raises(images.BuildStepError) as failed:
-        builder._engine_binaries(images.engines.PROMETHEUS)
-    assert (failed.value.image, failed.value.step) == ("prometheus", "go build")
-    assert "go build prometheus promtool" in failed.value.tail
-
-
-def test_no_other_go_build_starts_while_the_engines_compile(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    monkeypatch.setattr(images, "BUILD_DIR", tmp_path)
-    builder = images.Builder()
-    builder.logs = tmp_path
-    monkeypatch.setattr(builder, "_image", lambda tag: None)
-    monkeypatch.setattr(images.engines, "built", lambda release: False)
-    compiled = threading.Event()
-    monkeypatch.setattr(
-        images.engines, "ensure", lambda release, run=None: compiled.wait(10) and tmp_path
-    )
-    builder._current = images.Result("toxiproxy", builder.tags["toxiproxy"], "failed")
-    with ThreadPoolExecutor(1, "engines") as compiler, ThreadPoolExecutor(1) as images_lane:
-        builder._compile_engines_ahead(["prometheus"], compiler)
-        waiting = images_lane.submit(builder._after_the_engines_compile)
-        assert not waiting.done() and not compiled.is_set()
-        with pytest.raises(TimeoutError):
-            waiting.result(timeout=0.3)  # still waiting: the engine has not compiled yet
-        compiled.set()
-        waiting.result(timeout=10)
-    assert "wait for the engines' compile" in builder._current.steps
