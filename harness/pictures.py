@@ -128,6 +128,17 @@ class Pictures:
             )
         return self._pool
 
+    def _timeline(self, episode: Episode, moments: list[dict[str, object]]) -> tuple[Any, ...]:
+        """draw_timeline's arguments for an episode."""
+        return (
+            episode.title,
+            moments,
+            dict(episode.marks),
+            self.directory,
+            self.threshold,
+            self.scale,
+        )
+
     def draw(self, episode: Episode, captured: dict[str, Any] | None) -> None:
         """Hand an ended episode to the drawing process."""
         moments = episode.to_json()
@@ -137,15 +148,7 @@ class Pictures:
         self._handed[episode.title] = _Handed(
             len(moments),
             len(episode.marks),
-            pool.submit(
-                draw_timeline,
-                episode.title,
-                moments,
-                dict(episode.marks),
-                self.directory,
-                self.threshold,
-                self.scale,
-            ),
+            pool.submit(draw_timeline, *self._timeline(episode, moments)),
             pool.submit(draw_dashboard, episode.title, captured, self.directory)
             if captured is not None
             else None,
@@ -171,14 +174,7 @@ class Pictures:
                 len(episode.marks),
             )
             timeline = _answer(handed.timeline, deadline) if handed and unchanged else None
-            timelines[episode.title] = timeline or draw_timeline(
-                episode.title,
-                moments,
-                dict(episode.marks),
-                self.directory,
-                self.threshold,
-                self.scale,
-            )
+            timelines[episode.title] = timeline or draw_timeline(*self._timeline(episode, moments))
         for title, data in captured.items():
             handed = self._handed.get(title)
             dashboard = _answer(handed.dashboard, deadline) if handed and handed.dashboard else None
