@@ -37,8 +37,8 @@ def test_each_engines_tools_report_its_version(tool: str, engine: str):
 def test_one_build_of_a_release_at_a_time_and_the_waiter_takes_its_binaries(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The image build compiles the engines while the unit tier may ask for promtool: the second
-    caller waits for the first build instead of starting its own."""
+    """A run's image build and its unit tier (a process of its own) may both need an engine not
+    built yet: the second caller waits for the first build instead of starting its own."""
     monkeypatch.setattr(engines, "TOOLS_DIR", tmp_path)
     builds: list[str] = []
     started = threading.Event()
