@@ -9,7 +9,7 @@ import pytest
 from harness.load import SteadyProducer, wait_until_consumed
 from harness.steady import wait_for_steady_state
 from harness.timeline import Episode
-from stack.consumer.service import SESSION_TIMEOUT_MS
+from stack.consumer.service import SESSION_TIMEOUT_S
 
 RATE = 20  # events a second: steady traffic, bounded
 OUTAGE_S = 10  # how long the broker stays down, a drill parameter
@@ -18,7 +18,6 @@ TRAFFIC_S = 3  # steady traffic before the fault and after the restart, a drill 
 # members that are gone and waits one session timeout before it removes them and the group can
 # consume again (Kafka's log shows it, docs/design.md section 12): the traffic after the restart
 # is watched inside that wait.
-SESSION_TIMEOUT_S = SESSION_TIMEOUT_MS / 1000
 
 pytestmark = [pytest.mark.containers_only, pytest.mark.destructive]
 

@@ -43,10 +43,11 @@ log = logging.getLogger("consumer")
 disable_created_metrics()
 
 SESSION_TIMEOUT_MS = 10_000
+SESSION_TIMEOUT_S = SESSION_TIMEOUT_MS / 1000
 # Three session timeouts out of the group: longer than a normal rejoin after an outage (the
 # session times out, the coordinator comes back, the join takes a few seconds), short enough to
 # be back before the group's readiness window notices one member missing for long.
-DEFAULT_REJOIN_DEADLINE_S = 3 * SESSION_TIMEOUT_MS / 1000
+DEFAULT_REJOIN_DEADLINE_S = 3 * SESSION_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,10 @@ def rejoin_deadline(value: str | None) -> float:
         seconds = float(value)
     except ValueError:
         seconds = float("nan")
-    if not seconds > SESSION_TIMEOUT_MS / 1000:
+    if not seconds > SESSION_TIMEOUT_S:
         raise ValueError(
             f"REJOIN_DEADLINE_S={value!r}: give seconds above the session timeout "
-            f"({SESSION_TIMEOUT_MS / 1000:g} s), e.g. {DEFAULT_REJOIN_DEADLINE_S:g}"
+            f"({SESSION_TIMEOUT_S:g} s), e.g. {DEFAULT_REJOIN_DEADLINE_S:g}"
         )
     return seconds
 
@@ -263,7 +264,7 @@ class CrmEventsConsumer:
         # session timeout in a thread of its own, then go on without it.
         closing = threading.Thread(target=old.close, daemon=True, name="close-stuck-client")
         closing.start()
-        closing.join(SESSION_TIMEOUT_MS / 1000)
+        closing.join(SESSION_TIMEOUT_S)
         if closing.is_alive():
             log.warning("the old client did not close", extra={"event": "close_timed_out"})
         self._kafka = self._new_client()
