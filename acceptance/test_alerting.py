@@ -8,6 +8,7 @@ by ServiceDown and never delivered; the consumers come back and the resolution i
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -63,13 +64,13 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
     longest_for = max(stack.alert_for_s(SERVICE_DOWN), stack.alert_for_s(UNDER_REPLICATED))
     alert_timeout = longest_for + 30 * stack.scrape_s + 30
     route = service_down_route(stack)
-    # Both alerts hold their for:, then a group_interval until the delivery and another until
-    # the resolution is delivered.
+    # Long enough for a notification to have gone out had the silence not held.
+    silence_hold_s = max(3.0, stack.seconds(route.group_wait_s) * 3)
     timeline = Episode(
         "alerting: both consumers down",
         stack,
         probe,
-        floor_s=longest_for + 2 * stack.seconds(route.group_interval_s),
+        floor_s=alerting_floor_s(stack, route, silence_hold_s),
     )
 
     def step(name: str) -> float:
@@ -99,11 +100,10 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
                 ),
                 timeout=30,
             )
-            # Long enough for a notification to have gone out had the silence not held.
             hold_for(
                 f"no {SERVICE_DOWN} delivery while silenced",
                 lambda: not webhook.delivered(SERVICE_DOWN),
-                duration=max(3.0, stack.seconds(route.group_wait_s) * 3),
+                duration=silence_hold_s,
             )
             episode.delivered_while_silenced = webhook.delivered(SERVICE_DOWN)
             wait_until(
@@ -149,6 +149,19 @@ def alerting(stack, probe, prometheus, alertmanager, webhook) -> AlertingEpisode
         if any(a["labels"].get("alertname") == UNDER_REPLICATED for a in n["payload"]["alerts"])
     ]
     return episode
+
+
+def alerting_floor_s(stack, route, silence_hold_s: float) -> float:
+    """The waiting the episode cannot avoid. Alertmanager flushes ServiceDown's group group_wait
+    after the alert fires, then once every group_interval. The silence expires once the hold is
+    over and UnderReplicated has fired (its for:), the delivery is the first flush after that,
+    and the resolution the next one."""
+    fires = stack.alert_for_s(SERVICE_DOWN)
+    expires = max(fires + silence_hold_s, stack.alert_for_s(UNDER_REPLICATED))
+    first_flush = fires + stack.seconds(route.group_wait_s)
+    interval = stack.seconds(route.group_interval_s)
+    delivery = first_flush + max(0, math.ceil((expires - first_flush) / interval)) * interval
+    return delivery + interval
 
 
 def first_firing(prometheus, alert: str, since: float) -> float:
