@@ -19,6 +19,7 @@ from werkzeug import Request, Response
 from harness import page_check, replay
 from harness.contract import CHECKLIST
 from harness.pictures import draw_dashboard
+from harness.report import floor_ratio
 from tests.test_verdict import certify
 
 pytestmark = pytest.mark.claim("harness.self_test")
@@ -106,3 +107,10 @@ def test_prometheus_unreachable_is_said_on_the_page(tmp_path: Path) -> None:
     assert answers and all("error" in a for a in answers)
     written = draw_dashboard("an episode", captured, tmp_path)
     assert (tmp_path / written).is_file()  # drawn, every panel saying so
+
+
+def test_an_episode_that_beat_its_floor_is_named_as_a_wrong_floor():
+    assert floor_ratio(11.0, 10.0) == "1.10"
+    assert floor_ratio(10.0, 10.0) == "1.00"
+    assert floor_ratio(9.5, 10.0) == "0.95: below its floor, the floor is wrong"
+    assert floor_ratio(5.0, 0.0) == "-"
