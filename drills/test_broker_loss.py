@@ -14,10 +14,6 @@ from stack.consumer.service import SESSION_TIMEOUT_S
 RATE = 20  # events a second: steady traffic, bounded
 OUTAGE_S = 10  # how long the broker stays down, a drill parameter
 TRAFFIC_S = 3  # steady traffic before the fault and after the restart, a drill parameter
-# The outage outlasts the consumers' Kafka sessions, so the restarted coordinator reloads two
-# members that are gone and waits one session timeout before it removes them and the group can
-# consume again (Kafka's log shows it, docs/design.md section 12): the traffic after the restart
-# is watched inside that wait.
 
 pytestmark = [pytest.mark.containers_only, pytest.mark.destructive]
 
@@ -48,7 +44,11 @@ def test_every_acknowledged_event_is_consumed_after_a_broker_restart(
         stack,
         probe,
         extra=what_prometheus_shows(stack, prometheus),
-        # Traffic before, the outage, then the coordinator's session timeout (traffic inside it).
+        # Traffic before, the outage, then the coordinator's session timeout. The outage outlasts
+        # the consumers' Kafka sessions, so the restarted coordinator reloads two members that
+        # are gone and waits one session timeout before it removes them and the group can
+        # consume again (Kafka's log shows it, docs/design.md section 12): the traffic after the
+        # restart is watched inside that wait.
         floor_s=TRAFFIC_S + OUTAGE_S + max(TRAFFIC_S, SESSION_TIMEOUT_S),
     )
     producer = SteadyProducer(
