@@ -22,10 +22,11 @@ did not run is run whole.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-import httpx
 import pytest
 
 from harness import paths
@@ -37,12 +38,14 @@ if not paths.CHECKOUT:
     )
 
 from harness import services as svc
-from harness.clients import ConsumerControl
+from harness.clients import consumer_control
 from harness.docs import (
     REPO,
     RUNBOOK_URL,
     Block,
+    Run,
     all_anchors,
+    checks_files_only,
     collected_nodeids,
     collecting_only,
     doc_files,
@@ -60,7 +63,8 @@ from harness.steady import wait_for_steady_state
 from tests.tools import alert_rules
 
 DOCUMENTS = ("HEALTH_PROBE_INTEGRATION.md", "RUNBOOK_HOTKEY_SKEW.md", "LAG_CAPACITY_MONITORING.md")
-BLOCKS = runnable_blocks()
+# The stack blocks first: the host blocks that change nothing run beside them (host_runs_ahead).
+BLOCKS = sorted(runnable_blocks(), key=lambda block: block.location != "stack")
 STACK_TIMEOUT_S = 120
 # The longest host block is the hot-key skew drill on the compressed stack (a few minutes).
 HOST_TIMEOUT_S = 600
@@ -169,6 +173,30 @@ def test_a_documented_pytest_command_is_collected_only_and_the_other_commands_ru
     ]
 
 
+def test_only_host_blocks_that_change_nothing_run_ahead_of_their_turn():
+    checks = Block(
+        REPO / "docs" / "X.md",
+        1,
+        5,
+        "sh host",
+        "promtool check rules stack/prometheus/rules/*.yml\n"
+        "amtool check-config stack/alertmanager/alertmanager.yml\n"
+        "python -m pytest tests/test_a.py -q\n",
+    )
+    assert run_ahead(checks, certifying=True) == collecting_only(checks)
+    # Outside a certify run the pytest command runs whole: in its turn.
+    assert run_ahead(checks, certifying=False) is None
+    files_only = replace(checks, text="promtool test rules stack/prometheus/tests/*.yml\n")
+    assert run_ahead(files_only, certifying=False) == files_only
+    for changes_or_reads_the_stack in (
+        "amtool silence add --alertmanager.url=$CRM_CERT_ALERTMANAGER_URL alertname=X\n",
+        'curl -fsS "$CRM_CERT_PROBE_URL/ready"\n',
+        "promtool check rules stack/prometheus/rules/*.yml\ndocker stop crm-events-consumer-1\n",
+    ):
+        assert run_ahead(replace(checks, text=changes_or_reads_the_stack), True) is None
+    assert run_ahead(replace(files_only, info="sh stack"), certifying=True) is None
+
+
 # --- live: every block, where it says it runs -------------------------------------------------
 
 
@@ -176,29 +204,57 @@ def block_id(block) -> str:
     return f"{Path(block.name).name}-{block.location}"
 
 
-def active_silences(stack: ContainerStack) -> set[str]:
-    response = httpx.get(f"{stack.endpoints.alertmanager_url}/api/v2/silences", timeout=5)
-    response.raise_for_status()
-    return {s["id"] for s in response.json() if s["status"]["state"] == "active"}
-
-
 def slowed_consumers(stack: ContainerStack) -> dict[str, int]:
-    delays = {}
-    for name, url in stack.endpoints.consumer_urls.items():
-        response = httpx.get(f"{url}/control", timeout=5)
-        response.raise_for_status()
-        delays[name] = response.json()["processing_delay_ms"]
+    delays = {
+        name: consumer_control(url).processing_delay_ms()
+        for name, url in stack.endpoints.consumer_urls.items()
+    }
     return {name: delay for name, delay in delays.items() if delay}
 
 
-def run_host_block(block, containers: ContainerStack, request, evidence):
+def run_ahead(block: Block, certifying: bool) -> Block | None:
+    """What of a host block runs ahead of its turn: the block, when it only checks files, with
+    its pytest commands collected only in a certify run (elsewhere they run whole, in turn)."""
+    if block.location != "host" or not checks_files_only(block):
+        return None
+    collecting = collecting_only(block)
+    if collecting is None:
+        return block
+    return collecting if certifying else None
+
+
+@pytest.fixture(scope="module")
+def host_runs_ahead(containers, request) -> Iterator[dict[Block, Future[Run]]]:
+    """The host blocks that change nothing start together when the first live block runs, two
+    at a time, beside the stack blocks: their Python start-ups and promtool's rule tests take
+    CPU while the stack blocks mostly wait on the network, instead of adding up after them."""
+    certifying = request.config.pluginmanager.get_plugin("crm-cert-report") is not None
+    environment = external_environment(containers)
+    pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="host-block")
+    try:
+        yield {
+            block: pool.submit(run_on_host, variant, environment, HOST_TIMEOUT_S)
+            for block in BLOCKS
+            if (variant := run_ahead(block, certifying))
+        }
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_host_block(block, containers, request, evidence, ahead: dict[Block, Future[Run]]) -> Run:
     """Run a host block; one whose pytest tests this certify run ran shares their outcomes."""
     environment = external_environment(containers)
+
+    def run(variant: Block) -> Run:
+        if block in ahead:
+            return ahead[block].result(timeout=HOST_TIMEOUT_S + 60)
+        return run_on_host(variant, environment, HOST_TIMEOUT_S)
+
     report = request.config.pluginmanager.get_plugin("crm-cert-report")
     collecting = collecting_only(block)
     if report is None or collecting is None:
-        return run_on_host(block, environment, HOST_TIMEOUT_S)
-    collected = run_on_host(collecting, environment, HOST_TIMEOUT_S)
+        return run(block)
+    collected = run(collecting)
     assert collected.exit_code == 0, collected.describe()
     nodeids = collected_nodeids(collected.output)
     assert nodeids, f"{block.name}: its pytest command collected no test\n{collected.describe()}"
@@ -215,25 +271,31 @@ def run_host_block(block, containers: ContainerStack, request, evidence):
 @pytest.mark.shares_outcomes
 @pytest.mark.parametrize("block", BLOCKS, ids=block_id)
 def test_documented_block_runs_and_leaves_the_steady_state(
-    block, containers, probe, prometheus, steady_state, request, evidence
+    block,
+    containers,
+    probe,
+    prometheus,
+    alertmanager,
+    steady_state,
+    host_runs_ahead,
+    request,
+    evidence,
 ):
-    silences_before = active_silences(containers)
+    silences_before = alertmanager.active_silences()
     try:
         if block.location == "stack":
             webhook = containers.docker_container(svc.WEBHOOK)
             run = run_in_container(block, webhook, STACK_TIMEOUT_S)
         else:
-            run = run_host_block(block, containers, request, evidence)
+            run = run_host_block(block, containers, request, evidence, host_runs_ahead)
         assert run.exit_code == 0, run.describe()
-        left_silences = active_silences(containers) - silences_before
+        left_silences = alertmanager.active_silences() - silences_before
         assert left_silences == set(), f"{block.name} left silences active: {left_silences}"
         assert slowed_consumers(containers) == {}, f"{block.name} left consumers slowed"
     finally:
         # Whatever happened, the next block starts from the stack as this one found it.
-        for silence in active_silences(containers) - silences_before:
-            httpx.delete(
-                f"{containers.endpoints.alertmanager_url}/api/v2/silence/{silence}", timeout=5
-            ).raise_for_status()
+        for silence in alertmanager.active_silences() - silences_before:
+            alertmanager.expire_silence(silence)
         for name in slowed_consumers(containers):
-            ConsumerControl(containers.endpoints.consumer_urls[name]).set_delay_ms(0)
+            consumer_control(containers.endpoints.consumer_urls[name]).set_delay_ms(0)
     wait_for_steady_state(containers, probe, prometheus)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 import uuid
 from collections.abc import Callable
@@ -15,6 +16,9 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_client.parser import text_string_to_metric_families
 
 HTTP_TIMEOUT_S = 5.0
+# A client is costly to build (its TLS context alone takes tens of milliseconds): polls and
+# per-test checks reuse one per endpoint rather than one per request.
+_scraper = httpx.Client(timeout=HTTP_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,11 @@ class AlertmanagerApi:
     def expire_silence(self, silence_id: str) -> None:
         self._http.delete(f"/api/v2/silence/{silence_id}").raise_for_status()
 
+    def active_silences(self) -> set[str]:
+        response = self._http.get("/api/v2/silences")
+        response.raise_for_status()
+        return {s["id"] for s in response.json() if s["status"]["state"] == "active"}
+
     def cluster_peers(self) -> list[str]:
         """The names of the cluster's peers this Alertmanager sees (itself included)."""
         response = self._http.get("/api/v2/status")
@@ -203,6 +212,11 @@ class ConsumerControl:
     def leave_group(self) -> None:
         self._http.put("/control", json={"leave_group": True}).raise_for_status()
 
+    def processing_delay_ms(self) -> int:
+        response = self._http.get("/control")
+        response.raise_for_status()
+        return int(response.json()["processing_delay_ms"])
+
     def rejoin_deadline_s(self) -> float:
         response = self._http.get("/control")
         response.raise_for_status()
@@ -217,9 +231,15 @@ class ConsumerControl:
         return scrape_metrics(self.url).get("crm_events_consumer_client_rebuilds_total", 0.0)
 
 
+@functools.cache
+def consumer_control(url: str) -> ConsumerControl:
+    """The one control client of the consumer replica at `url`, for the whole run."""
+    return ConsumerControl(url)
+
+
 def scrape_metrics(url: str) -> dict[str, float]:
     """Every sample of a component's /metrics (an exporter, an Alertmanager, a consumer)."""
-    response = httpx.get(f"{url}/metrics", timeout=HTTP_TIMEOUT_S)
+    response = _scraper.get(f"{url}/metrics")
     response.raise_for_status()
     return parse_metrics(response.text)
 

@@ -147,6 +147,20 @@ def collecting_only(block: Block) -> Block | None:
     return replace(block, text="\n".join(lines) + "\n") if changed else None
 
 
+# Host commands that read the repository's files and change nothing anywhere.
+_FILE_CHECK = re.compile(
+    r"^(promtool (check|test) |amtool check-config |amtool config routes test --config\.file=)"
+)
+
+
+def checks_files_only(block: Block) -> bool:
+    """A host block whose every command checks the repository's files, or is a pytest command
+    that a certify run only collects: it can run at any moment, beside other blocks."""
+    return all(
+        _FILE_CHECK.match(command) or _PYTEST_COMMAND.match(command) for command in block.commands
+    )
+
+
 def collected_nodeids(output: str) -> list[str]:
     """The node ids `pytest --collect-only -q` printed."""
     return _COLLECTED.findall(output)

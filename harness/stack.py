@@ -30,9 +30,9 @@ from testcontainers.core.network import Network
 
 from harness import services as svc
 from harness.clients import (
-    ConsumerControl,
     ProbeClient,
     PrometheusApi,
+    consumer_control,
     ensure_topic,
     scrape_metrics,
 )
@@ -567,11 +567,11 @@ class ContainerStack(Stack):
 
     def _set_delays(self, delay_ms: int) -> None:
         for url in self.endpoints.consumer_urls.values():
-            ConsumerControl(url).set_delay_ms(delay_ms)
+            consumer_control(url).set_delay_ms(delay_ms)
 
     def _set_paused(self, paused: bool) -> None:
         for url in self.endpoints.consumer_urls.values():
-            ConsumerControl(url).set_paused(paused)
+            consumer_control(url).set_paused(paused)
 
     def _replace_prometheus(self) -> None:
         """Every replica, as if all were rescheduled without their volume."""
