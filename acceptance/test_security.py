@@ -77,7 +77,8 @@ def test_probe_runs_with_the_checklist_limits_and_survives_a_bounded_load(
     load_s = time.monotonic() - began
     peak = max(peak, memory_in_use())
     container.reload()
-    evidence.record("requests during the load", len(codes), "", f"{callers} callers")
+    evidence.record("callers, one per server thread of the probe", callers)
+    evidence.record("requests during the load", len(codes))
     evidence.record("load duration", round(load_s, 1), "s")
     evidence.record(
         "peak memory under load",
