@@ -15,9 +15,9 @@ from probe.settings import ProbeSettings
 
 # The load is bounded by its count: one caller per server thread of the deployed probe, so that
 # every thread serves, each with this many requests (about 8 s at the probe's 0.1 CPU). Measured
-# on the compose stack: 27 MiB before, 27.5 MiB after 640 requests, 28-29 MiB after 2800, against
-# a 64 MiB limit. What a longer load would add is a slow drift, which the benchmark
-# (`nox -s bench`, RSS after thousands of requests) is the place to follow.
+# on a fresh compose stack, 8 callers: 26.9 MiB before, 27.6 MiB after 800 requests, a 29.3 MiB
+# peak within 2800, against a 64 MiB limit. What a longer load adds is that slow drift, which
+# the benchmark (`nox -s bench`, RSS after thousands of requests) is the place to follow.
 REQUESTS_PER_CALLER = 80
 # How often the memory is read during the load: where the engine reports no high-water mark
 # (cgroup v2), the samples are the peak.

@@ -16,9 +16,13 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_client.parser import text_string_to_metric_families
 
 HTTP_TIMEOUT_S = 5.0
-# A client is costly to build (its TLS context alone takes tens of milliseconds): polls and
-# per-test checks reuse one per endpoint rather than one per request.
-_scraper = httpx.Client(timeout=HTTP_TIMEOUT_S)
+
+
+@functools.cache
+def _scraper() -> httpx.Client:
+    """The one client of every scrape: a client costs about 60 ms to build (its TLS context),
+    more than a scrape, and polls scrape every half second."""
+    return httpx.Client(timeout=HTTP_TIMEOUT_S)
 
 
 @dataclass(frozen=True)
@@ -239,7 +243,7 @@ def consumer_control(url: str) -> ConsumerControl:
 
 def scrape_metrics(url: str) -> dict[str, float]:
     """Every sample of a component's /metrics (an exporter, an Alertmanager, a consumer)."""
-    response = _scraper.get(f"{url}/metrics")
+    response = _scraper().get(f"{url}/metrics")
     response.raise_for_status()
     return parse_metrics(response.text)
 
