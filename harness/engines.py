@@ -23,6 +23,7 @@ import fcntl
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -145,7 +146,32 @@ def ensure(release: Release, run: Runner | None = None) -> Path:
     with _building(release):
         if built(release):  # built while this one waited
             return target
+        taken = _from_image(release, target)
+        if taken:
+            print(f"engines: {release.name} {release.version} {taken}", file=sys.stderr)
+            return target
         return _build(release, target, run)
+
+
+def _from_image(release: Release, target: Path) -> str | None:
+    """The release's binaries out of its offline image, when the image (or its archive) is here
+    and was built with the host's Go; None otherwise, and the binaries are built."""
+    from harness import images  # imported here: harness.images builds on this module
+
+    try:
+        return images.Builder().engine_from_image(release, target)
+    except Exception as error:  # no Docker, no engine, a damaged image: build instead
+        print(f"engines: {release.name} not taken from its image ({error})", file=sys.stderr)
+        return None
+
+
+def go_of_binary(binary: Path) -> str:
+    """The Go a release's binary was built with, from its --version ('' when it does not say)."""
+    result = subprocess.run(
+        [str(binary), "--version"], capture_output=True, text=True, timeout=60, check=False
+    )
+    found = re.search(r"go version:\s*(go\S+)", result.stdout + result.stderr)
+    return found.group(1) if found else ""
 
 
 def _build(release: Release, target: Path, run: Runner | None) -> Path:

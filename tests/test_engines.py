@@ -3,15 +3,18 @@ module proxy) and Debian's, each reporting the version the claim names."""
 
 from __future__ import annotations
 
+import io
 import re
+import tarfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from harness import engines
+from harness import engines, images
 from harness.engines import ALERTMANAGER, CURRENT, DEBIAN, DEBIAN_RELEASES, PROMETHEUS
 from tests.tools import check_tool
 
@@ -53,9 +56,84 @@ def test_one_build_of_a_release_at_a_time_and_the_waiter_takes_its_binaries(
         return target
 
     monkeypatch.setattr(engines, "_build", build)
+    monkeypatch.setattr(engines, "_from_image", lambda release, target: None)  # no image here
     with ThreadPoolExecutor(2) as callers:
         first = callers.submit(engines.ensure, PROMETHEUS)
         assert started.wait(10), "the first build never started"
         second = callers.submit(engines.ensure, PROMETHEUS)
         assert first.result(10) == second.result(10) == engines.binaries_dir(PROMETHEUS)
     assert builds == ["prometheus"]
+
+
+class ImageHolding:
+    """A created (never started) container of an offline image, as the Docker SDK gives it: each
+    binary a shell script that reports the Go it was built with."""
+
+    def __init__(self, go: str) -> None:
+        self.script = f"#!/bin/sh\necho '  go version:       {go}'\n".encode()
+        self.removed = False
+
+    def get_archive(self, path: str) -> tuple[list[bytes], dict[str, object]]:
+        tar = io.BytesIO()
+        with tarfile.open(fileobj=tar, mode="w") as archive:
+            member = tarfile.TarInfo(Path(path).name)
+            member.size, member.mode = len(self.script), 0o755
+            archive.addfile(member, io.BytesIO(self.script))
+        return [tar.getvalue()], {}
+
+    def remove(self) -> None:
+        self.removed = True
+
+
+def builder_holding(monkeypatch: pytest.MonkeyPatch, container: ImageHolding) -> images.Builder:
+    monkeypatch.setattr(engines, "go_version", lambda: "go1.26.8")
+    builder = images.Builder()
+    monkeypatch.setattr(builder, "_image", lambda tag: object())
+    builder._docker = SimpleNamespace(containers=SimpleNamespace(create=lambda tag: container))
+    return builder
+
+
+def test_the_binaries_of_an_image_built_with_the_hosts_go_are_taken_not_built(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    container = ImageHolding(go="go1.26.8")
+    builder = builder_holding(monkeypatch, container)
+    target = tmp_path / "prometheus"
+
+    taken = builder.engine_from_image(PROMETHEUS, target)
+
+    assert taken == f"taken from {builder.tags['prometheus']} (built with go1.26.8)"
+    assert sorted(p.name for p in target.iterdir()) == sorted(PROMETHEUS.commands)
+    assert engines.go_of_binary(target / "promtool") == "go1.26.8"
+    assert container.removed, "the container read from was left behind"
+
+
+def test_the_binaries_of_an_image_built_with_another_go_are_not_taken(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    container = ImageHolding(go="go1.25.0")
+    target = tmp_path / "prometheus"
+
+    assert builder_holding(monkeypatch, container).engine_from_image(PROMETHEUS, target) is None
+    assert not target.exists() and not list(tmp_path.iterdir()), "nothing is left of the copy"
+    assert container.removed
+
+
+def test_an_engine_taken_from_its_image_is_not_built(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(engines, "TOOLS_DIR", tmp_path)
+
+    def take(release: engines.Release, target: Path) -> str:
+        target.mkdir(parents=True)
+        for command in release.commands:
+            (target / command).write_text("binary")
+        return "taken from an image"
+
+    def build(release: engines.Release, target: Path, run: object) -> Path:
+        raise AssertionError("built although its image held it")
+
+    monkeypatch.setattr(engines, "_from_image", take)
+    monkeypatch.setattr(engines, "_build", build)
+    assert engines.ensure(ALERTMANAGER) == engines.binaries_dir(ALERTMANAGER)
+    assert engines.built(ALERTMANAGER)
