@@ -155,23 +155,46 @@ def ensure(release: Release, run: Runner | None = None) -> Path:
 
 def _from_image(release: Release, target: Path) -> str | None:
     """The release's binaries out of its offline image, when the image (or its archive) is here
-    and was built with the host's Go; None otherwise, and the binaries are built."""
+    and they were built with the host's Go: then they are the bytes a host build makes
+    (-trimpath, the same pin, tags and flags). None otherwise, and the binaries are built."""
     from harness import images  # imported here: harness.images builds on this module
 
+    staging = _staging(target)
     try:
-        return images.Builder().engine_from_image(release, target)
+        tag = images.Builder().copy_engine(release, staging)
     except Exception as error:  # no Docker, no engine, a damaged image: build instead
         print(f"engines: {release.name} not taken from its image ({error})", file=sys.stderr)
+        tag = None
+    go = {_go_of_binary(staging / command) for command in release.commands} if tag else set()
+    if go != {go_version()}:
+        shutil.rmtree(staging)
         return None
+    _promote(staging, target)
+    return f"taken from {tag} (built with {go_version()})"
 
 
-def go_of_binary(binary: Path) -> str:
+def _go_of_binary(binary: Path) -> str:
     """The Go a release's binary was built with, from its --version ('' when it does not say)."""
     result = subprocess.run(
         [str(binary), "--version"], capture_output=True, text=True, timeout=60, check=False
     )
     found = re.search(r"go version:\s*(go\S+)", result.stdout + result.stderr)
     return found.group(1) if found else ""
+
+
+def _staging(target: Path) -> Path:
+    """An empty directory beside `target` that the binaries go into first."""
+    staging = target.with_name(target.name + ".partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def _promote(staging: Path, target: Path) -> None:
+    """The complete staging directory becomes `target`: a killed build or copy leaves none that
+    looks whole."""
+    shutil.rmtree(target, ignore_errors=True)
+    staging.rename(target)
 
 
 def _build(release: Release, target: Path, run: Runner | None) -> Path:
@@ -188,9 +211,7 @@ def _build(release: Release, target: Path, run: Runner | None) -> Path:
     for placeholder in release.placeholders:
         (work / placeholder).parent.mkdir(parents=True, exist_ok=True)
         (work / placeholder).write_bytes(UI_PLACEHOLDER)
-    staging = target.with_name(target.name + ".partial")
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
+    staging = _staging(target)
     ldflags = (
         f"-s -w -X {VERSION_PACKAGE}.Version={release.version}"
         f" -X {VERSION_PACKAGE}.Branch=HEAD -X {VERSION_PACKAGE}.BuildUser=crm-cert"
@@ -203,8 +224,7 @@ def _build(release: Release, target: Path, run: Runner | None) -> Path:
         cwd=work,
         env={**GO_ENV, "GOWORK": "off"},  # the zip's go.work names modules the zip leaves out
     )
-    shutil.rmtree(target, ignore_errors=True)
-    staging.rename(target)
+    _promote(staging, target)
     shutil.rmtree(work)  # the copied sources: never kept
     return target
 

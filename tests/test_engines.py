@@ -65,58 +65,79 @@ def test_one_build_of_a_release_at_a_time_and_the_waiter_takes_its_binaries(
     assert builds == ["prometheus"]
 
 
+def reporting_go(go: str) -> bytes:
+    """A stand-in binary: a shell script reporting the Go it was built with, as --version does."""
+    return f"#!/bin/sh\necho '  go version:       {go}'\n".encode()
+
+
 class ImageHolding:
-    """A created (never started) container of an offline image, as the Docker SDK gives it: each
-    binary a shell script that reports the Go it was built with."""
+    """A created (never started) container of an offline image, as the Docker SDK gives it."""
 
     def __init__(self, go: str) -> None:
-        self.script = f"#!/bin/sh\necho '  go version:       {go}'\n".encode()
+        self.binary = reporting_go(go)
         self.removed = False
 
     def get_archive(self, path: str) -> tuple[list[bytes], dict[str, object]]:
         tar = io.BytesIO()
         with tarfile.open(fileobj=tar, mode="w") as archive:
             member = tarfile.TarInfo(Path(path).name)
-            member.size, member.mode = len(self.script), 0o755
-            archive.addfile(member, io.BytesIO(self.script))
+            member.size, member.mode = len(self.binary), 0o755
+            archive.addfile(member, io.BytesIO(self.binary))
         return [tar.getvalue()], {}
 
     def remove(self) -> None:
         self.removed = True
 
 
-def builder_holding(monkeypatch: pytest.MonkeyPatch, container: ImageHolding) -> images.Builder:
-    monkeypatch.setattr(engines, "go_version", lambda: "go1.26.8")
+def test_an_engines_binaries_are_copied_out_of_its_image_and_the_container_removed(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    container = ImageHolding(go="go1.26.8")
     builder = images.Builder()
     monkeypatch.setattr(builder, "_image", lambda tag: object())
     builder._docker = SimpleNamespace(containers=SimpleNamespace(create=lambda tag: container))
-    return builder
+
+    assert builder.copy_engine(PROMETHEUS, tmp_path) == builder.tags["prometheus"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(PROMETHEUS.commands)
+    assert engines._go_of_binary(tmp_path / "promtool") == "go1.26.8"
+    assert container.removed, "the container read from was left behind"
+
+
+def image_built_with(monkeypatch: pytest.MonkeyPatch, go: str) -> None:
+    """The offline image of every engine is here, its binaries built with `go`; the host's Go is
+    go1.26.8."""
+
+    class Holding:
+        def copy_engine(self, release: engines.Release, directory: Path) -> str:
+            for command in release.commands:
+                (directory / command).write_bytes(reporting_go(go))
+                (directory / command).chmod(0o755)
+            return f"crm-cert/{release.name}:0123456789ab"
+
+    monkeypatch.setattr(images, "Builder", Holding)
+    monkeypatch.setattr(engines, "go_version", lambda: "go1.26.8")
 
 
 def test_the_binaries_of_an_image_built_with_the_hosts_go_are_taken_not_built(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    container = ImageHolding(go="go1.26.8")
-    builder = builder_holding(monkeypatch, container)
+    image_built_with(monkeypatch, "go1.26.8")
     target = tmp_path / "prometheus"
 
-    taken = builder.engine_from_image(PROMETHEUS, target)
+    taken = engines._from_image(PROMETHEUS, target)
 
-    assert taken == f"taken from {builder.tags['prometheus']} (built with go1.26.8)"
+    assert taken == "taken from crm-cert/prometheus:0123456789ab (built with go1.26.8)"
     assert sorted(p.name for p in target.iterdir()) == sorted(PROMETHEUS.commands)
-    assert engines.go_of_binary(target / "promtool") == "go1.26.8"
-    assert container.removed, "the container read from was left behind"
+    assert [p.name for p in tmp_path.iterdir()] == ["prometheus"], "the staging copy is left"
 
 
 def test_the_binaries_of_an_image_built_with_another_go_are_not_taken(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    container = ImageHolding(go="go1.25.0")
-    target = tmp_path / "prometheus"
+    image_built_with(monkeypatch, "go1.25.0")
 
-    assert builder_holding(monkeypatch, container).engine_from_image(PROMETHEUS, target) is None
-    assert not target.exists() and not list(tmp_path.iterdir()), "nothing is left of the copy"
-    assert container.removed
+    assert engines._from_image(PROMETHEUS, tmp_path / "prometheus") is None
+    assert not list(tmp_path.iterdir()), "nothing is left of the copy"
 
 
 def test_an_engine_taken_from_its_image_is_not_built(
